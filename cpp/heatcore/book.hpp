@@ -1,0 +1,98 @@
+// The exposure book of one venue and side.
+//
+// Exposure is stored in *entry-price space*: D[tier][entry bin] is the base
+// quantity (coins) opened at that entry price, counted once per tier as if all
+// of it were held at that tier's leverage (DESIGN.md: "exposure D ... unweighted
+// by the mix"). A tier's liquidation level for entry bin e sits at e * ratio[t]
+// (in bin units), so the mechanics (and the calibrator's correction of them) can
+// change without moving any stored mass. The map H[bin] = sum_t w[t] * D_t mapped
+// through ratio[t] is kept in USD at the liquidation price, split linearly
+// between the two bins around each level so that it is smooth and conserves mass.
+//
+// Invariants (checked by tests):
+//  * tot[t] == sum_e D[t][e] (base units) for every tier;
+//  * after an open-interest reconciliation, tot[t] == OI (base) for every tier;
+//  * every live long level lies below the last applied price, every live short
+//    level above it (crossing consumes them).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "heatcore/types.hpp"
+
+namespace heatcore {
+
+struct PriceGrid {
+  double step = 50.0;
+  std::int64_t k0 = 0;   // absolute index of the first bin; bin k has centre k * step
+  std::int64_t n = 0;    // number of bins
+  bool contains(std::int64_t k) const noexcept { return k >= k0 && k < k0 + n; }
+};
+
+class SideBook {
+ public:
+  SideBook() = default;
+  SideBook(Side side, std::vector<double> ratios, std::vector<double> weights);
+
+  Side side() const noexcept { return side_; }
+  std::size_t tiers() const noexcept { return ratio_.size(); }
+
+  // Re-lay every array on a grid that covers the old one.
+  void regrid(const PriceGrid& old_grid, const PriceGrid& new_grid);
+
+  // Add `qty` (base) opened at entry bin `e` to tier `t`.
+  void add(const PriceGrid& g, std::size_t t, std::int64_t e, double qty);
+  // Add `qty` to every tier at entry bin `e` (an opening of unknown leverage).
+  void add_all_tiers(const PriceGrid& g, std::int64_t e, double qty);
+  // Scale tier t by `factor` in [0, 1] (proportional closing). Leaves H stale.
+  void scale_tier(const PriceGrid& g, std::size_t t, double factor);
+
+  // Consume every level crossed by a move to price `p` (in price units).
+  // Returns the expected liquidated USD (mix-weighted) for this move.
+  double consume(const PriceGrid& g, double price);
+
+  // Recompute H from D (after scaling, a mix change or a ratio change).
+  void rebuild_map(const PriceGrid& g);
+
+  void set_weights(const PriceGrid& g, const std::vector<double>& w);
+  void set_ratios(const PriceGrid& g, const std::vector<double>& ratios);
+
+  // Per-tier exposure (base units) whose liquidation level lies within
+  // [x_lo, x_hi] in bin units; written into `out` (size tiers()). O(tiers * width).
+  void tier_exposure_near(const PriceGrid& g, double x_lo, double x_hi, double* out) const;
+
+  const std::vector<double>& map() const noexcept { return map_; }
+  const std::vector<double>& weights() const noexcept { return w_; }
+  const std::vector<double>& ratios() const noexcept { return ratio_; }
+  const std::vector<double>& tier_totals() const noexcept { return tot_; }
+  const std::vector<double>& tier_consumed() const noexcept { return consumed_; }
+  double exposure_total() const noexcept;   // sum_t w[t] tot[t], base units
+  double expected_usd() const noexcept { return expected_usd_; }
+  double tier_mass(const PriceGrid& g, std::size_t t, std::int64_t e) const noexcept {
+    return d_[t * static_cast<std::size_t>(g.n) + static_cast<std::size_t>(e - g.k0)];
+  }
+  // Lowest / highest bin a tier's levels can occupy (for grid coverage).
+  double min_ratio() const noexcept { return rmin_; }
+  double max_ratio() const noexcept { return rmax_; }
+  bool empty_tier(std::size_t t) const noexcept { return lo_[t] > hi_[t]; }
+  std::int64_t lo(std::size_t t) const noexcept { return lo_[t]; }
+  std::int64_t hi(std::size_t t) const noexcept { return hi_[t]; }
+
+ private:
+  void deposit(const PriceGrid& g, std::size_t t, std::int64_t e, double qty, double sign);
+
+  Side side_ = Side::long_;
+  std::vector<double> ratio_;      // LP / EP per tier
+  std::vector<double> w_;          // mixture weights, sum to 1
+  std::vector<double> d_;          // tiers x n, base units by entry bin
+  std::vector<double> tot_;        // per tier, base units
+  std::vector<double> consumed_;   // per tier, cumulative base units crossed
+  std::vector<std::int64_t> lo_, hi_;  // per tier, absolute entry bins that may hold mass
+  std::vector<double> map_;        // n, USD at the liquidation level, mix-weighted
+  double expected_usd_ = 0.0;
+  double rmin_ = 1.0, rmax_ = 1.0;
+};
+
+}  // namespace heatcore

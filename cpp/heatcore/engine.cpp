@@ -1,0 +1,324 @@
+#include "heatcore/engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace heatcore {
+
+namespace {
+
+std::vector<double> normalized(const std::vector<double>& w, std::size_t n, const char* what) {
+  if (w.size() != n) throw std::invalid_argument(std::string(what) + ": expected one weight per tier");
+  double s = 0.0;
+  for (double x : w) {
+    if (!std::isfinite(x) || x < 0.0) throw std::invalid_argument(std::string(what) + ": weights must be finite and >= 0");
+    s += x;
+  }
+  if (!(s > 0.0)) throw std::invalid_argument(std::string(what) + ": weights must not all be zero");
+  std::vector<double> out(w);
+  for (double& x : out) x /= s;
+  return out;
+}
+
+std::vector<double> side_ratios(const Mechanics& m, Side side, const std::vector<double>& tiers) {
+  std::vector<double> r(tiers.size());
+  for (std::size_t t = 0; t < tiers.size(); ++t) r[t] = m.liquidation_ratio(side, tiers[t]);
+  return r;
+}
+
+}  // namespace
+
+Engine::Engine(EngineConfig config) : cfg_(std::move(config)) {
+  if (!(std::isfinite(cfg_.step) && cfg_.step > 0.0)) throw std::invalid_argument("step must be a positive number");
+  if (cfg_.tiers.empty()) throw std::invalid_argument("tiers: at least one leverage tier is required");
+  for (std::size_t i = 0; i < cfg_.tiers.size(); ++i) {
+    const double l = cfg_.tiers[i];
+    if (!(std::isfinite(l) && l >= 1.0 && l <= 1000.0)) throw std::invalid_argument("tiers: leverage must be in [1, 1000]");
+    if (i > 0 && !(l > cfg_.tiers[i - 1])) throw std::invalid_argument("tiers: must be strictly ascending");
+  }
+  if (cfg_.venues.empty()) throw std::invalid_argument("venues: at least one venue is required");
+  if (!(cfg_.seed_spread >= 0.0 && cfg_.seed_spread < 0.9)) throw std::invalid_argument("seed_spread must be in [0, 0.9)");
+  if (!(cfg_.max_price_ratio > 1.0)) throw std::invalid_argument("max_price_ratio must be > 1");
+  if (cfg_.ts_tolerance_ms < 0) throw std::invalid_argument("ts_tolerance_ms must be >= 0");
+  grid_.step = cfg_.step;
+  const std::size_t tiers = cfg_.tiers.size();
+  venues_.reserve(cfg_.venues.size());
+  for (auto& vc : cfg_.venues) {
+    vc.mechanics.validate();
+    vc.prior_long = normalized(vc.prior_long, tiers, "prior_long");
+    vc.prior_short = normalized(vc.prior_short, tiers, "prior_short");
+    if (vc.registry_id >= slot_by_id_.size()) slot_by_id_.resize(vc.registry_id + 1u, -1);
+    if (slot_by_id_[vc.registry_id] != -1) throw std::invalid_argument("venues: duplicate venue " + vc.name);
+    slot_by_id_[vc.registry_id] = static_cast<int>(venues_.size());
+    VenueState v;
+    v.config = vc;
+    v.book[0] = SideBook(Side::long_, side_ratios(vc.mechanics, Side::long_, cfg_.tiers), vc.prior_long);
+    v.book[1] = SideBook(Side::short_, side_ratios(vc.mechanics, Side::short_, cfg_.tiers), vc.prior_short);
+    venues_.push_back(std::move(v));
+  }
+  learn_.assign(venues_.size(), cfg_.learn ? 1 : 0);
+  scratch_.assign(tiers, 0.0);
+}
+
+std::int64_t Engine::bin_of(double price) const noexcept {
+  return static_cast<std::int64_t>(std::llround(price / grid_.step));
+}
+
+Reject Engine::count(Reject r) noexcept {
+  if (r != Reject::ok) ++rejected_[static_cast<std::size_t>(r)];
+  return r;
+}
+
+Reject Engine::check_time(std::int64_t ts) const {
+  if (last_ts_ != std::numeric_limits<std::int64_t>::min() && ts < last_ts_ - cfg_.ts_tolerance_ms)
+    return Reject::out_of_order;
+  return Reject::ok;
+}
+
+Reject Engine::check_price(const VenueState& v, double price) const {
+  if (!std::isfinite(price)) return Reject::non_finite;
+  if (!(price > 0.0)) return Reject::non_positive_price;
+  // Bins are indexed by int64; a price that cannot be binned is not a price.
+  if (price / grid_.step > 1e15) return Reject::absurd_price;
+  const double last = v.stats.last_price > 0.0 ? v.stats.last_price : ref_price_;
+  if (last > 0.0 && (price > last * cfg_.max_price_ratio || price < last / cfg_.max_price_ratio))
+    return Reject::absurd_price;
+  return Reject::ok;
+}
+
+bool Engine::cover(std::int64_t k_lo, std::int64_t k_hi) {
+  k_lo = std::max<std::int64_t>(k_lo, 0);
+  if (k_hi < k_lo) return true;
+  if (grid_.n > 0 && k_lo >= grid_.k0 && k_hi < grid_.k0 + grid_.n) return true;
+  PriceGrid next = grid_;
+  if (grid_.n == 0) {
+    const std::int64_t pad = std::max<std::int64_t>(16, (k_hi - k_lo) / 4);
+    next.k0 = std::max<std::int64_t>(0, k_lo - pad);
+    next.n = k_hi + pad - next.k0 + 1;
+  } else {
+    // Grow with headroom so that a drifting price costs amortised O(1) re-layouts.
+    const std::int64_t pad = std::max<std::int64_t>(16, grid_.n / 2);
+    const std::int64_t lo = k_lo < grid_.k0 ? std::max<std::int64_t>(0, k_lo - pad) : grid_.k0;
+    const std::int64_t old_hi = grid_.k0 + grid_.n - 1;
+    const std::int64_t hi = k_hi > old_hi ? k_hi + pad : old_hi;
+    next.k0 = lo;
+    next.n = hi - lo + 1;
+  }
+  if (next.n > cfg_.max_bins) return false;
+  for (auto& v : venues_)
+    for (auto& b : v.book) b.regrid(grid_, next);
+  grid_ = next;
+  return true;
+}
+
+bool Engine::cover_entries(const VenueState& v, double entry_lo, double entry_hi) {
+  const double rmin = std::min(v.book[0].min_ratio(), v.book[1].min_ratio());
+  const double rmax = std::max(v.book[0].max_ratio(), v.book[1].max_ratio());
+  const auto e_lo = static_cast<double>(bin_of(entry_lo));
+  const auto e_hi = static_cast<double>(bin_of(entry_hi));
+  return cover(static_cast<std::int64_t>(std::floor(e_lo * std::min(rmin, 1.0))) - 2,
+               static_cast<std::int64_t>(std::ceil(e_hi * std::max(rmax, 1.0))) + 2);
+}
+
+Reject Engine::apply_price(VenueState& v, double price) {
+  for (auto& b : v.book) b.consume(grid_, price);
+  auto& s = v.stats;
+  s.last_price = price;
+  s.min_price = s.min_price > 0.0 ? std::min(s.min_price, price) : price;
+  s.max_price = std::max(s.max_price, price);
+  return Reject::ok;
+}
+
+Reject Engine::update_price(std::size_t slot, std::int64_t ts, double price) {
+  VenueState& v = venues_.at(slot);
+  if (Reject r = check_time(ts); r != Reject::ok) return count(r);
+  if (Reject r = check_price(v, price); r != Reject::ok) return count(r);
+  touch_time(ts);
+  v.stats.own_price = true;
+  ++v.stats.prices;
+  v.stats.last_ts = ts;
+  apply_price(v, price);
+  ref_price_ = price;
+  // Venues without a price feed of their own follow the latest price seen anywhere.
+  for (auto& other : venues_)
+    if (!other.stats.own_price) apply_price(other, price);
+  return Reject::ok;
+}
+
+void Engine::seed_book(VenueState& v, double price, double oi_base) {
+  const auto& s = v.stats;
+  const double seen_lo = s.min_price > 0.0 ? s.min_price : price;
+  const double seen_hi = s.max_price > 0.0 ? s.max_price : price;
+  const double lo = std::min(seen_lo, price * (1.0 - cfg_.seed_spread));
+  const double hi = std::max(seen_hi, price * (1.0 + cfg_.seed_spread));
+  const std::int64_t e_lo = bin_of(lo), e_hi = bin_of(hi), e_now = bin_of(price);
+  for (auto& book : v.book) {
+    const bool is_long = book.side() == Side::long_;
+    for (std::size_t t = 0; t < book.tiers(); ++t) {
+      // Only positions that would have survived every price seen since they opened.
+      const double r = book.ratios()[t];
+      std::int64_t first = e_lo, last = e_hi;
+      if (is_long) {
+        const double limit = seen_lo / (r * grid_.step);  // e * r * step < seen_lo
+        last = std::min(last, static_cast<std::int64_t>(std::ceil(limit)) - 1);
+      } else {
+        const double limit = seen_hi / (r * grid_.step);  // e * r * step > seen_hi
+        first = std::max(first, static_cast<std::int64_t>(std::floor(limit)) + 1);
+      }
+      if (last < first) {
+        first = last = e_now;  // nothing survives the spread: open it all at the current price
+      }
+      const double q = oi_base / static_cast<double>(last - first + 1);
+      for (std::int64_t e = first; e <= last; ++e) book.add(grid_, t, e, q);
+    }
+  }
+}
+
+void Engine::reconcile(VenueState& v, double price, double oi_base) {
+  const std::int64_t e_now = bin_of(price);
+  for (auto& book : v.book) {
+    for (std::size_t t = 0; t < book.tiers(); ++t) {
+      const double tot = book.tier_totals()[t];
+      if (tot < oi_base) {
+        book.add(grid_, t, e_now, oi_base - tot);   // openings at the current price
+      } else if (tot > oi_base) {
+        book.scale_tier(grid_, t, oi_base / tot);    // closings, proportional
+      }
+    }
+    book.rebuild_map(grid_);
+  }
+}
+
+Reject Engine::update_open_interest(std::size_t slot, std::int64_t ts, double oi_usd, double price) {
+  VenueState& v = venues_.at(slot);
+  if (Reject r = check_time(ts); r != Reject::ok) return count(r);
+  if (!std::isfinite(oi_usd) || !std::isfinite(price)) return count(Reject::non_finite);
+  // A zero or missing reading is a gap in the feed, never "everything closed".
+  if (!(oi_usd > 0.0)) return count(Reject::non_positive_size);
+  if (price < 0.0) return count(Reject::non_positive_price);
+  if (price == 0.0) price = v.stats.last_price > 0.0 ? v.stats.last_price : ref_price_;
+  if (!(price > 0.0)) return count(Reject::no_price);
+  if (Reject r = check_price(v, price); r != Reject::ok) return count(r);
+  const double oi_base = oi_usd / price;
+  // Coverage of every entry the update may write, decided before any state changes.
+  const auto& s = v.stats;
+  const bool first = s.oi_base == 0.0;
+  double lo = price, hi = price;
+  if (first) {
+    lo = std::min(s.min_price > 0.0 ? s.min_price : price, price * (1.0 - cfg_.seed_spread));
+    hi = std::max(s.max_price > 0.0 ? s.max_price : price, price * (1.0 + cfg_.seed_spread));
+  }
+  if (!cover_entries(v, lo, hi)) return count(Reject::grid_limit);
+  touch_time(ts);
+  if (first) seed_book(v, price, oi_base);
+  else reconcile(v, price, oi_base);
+  v.stats.oi_base = oi_base;
+  ++v.stats.oi_updates;
+  v.stats.last_ts = ts;
+  return Reject::ok;
+}
+
+Reject Engine::on_liquidation(std::size_t slot, std::int64_t ts, Side side, double price,
+                              double notional_usd, PriceKind price_kind, std::uint8_t flags) {
+  VenueState& v = venues_.at(slot);
+  if (Reject r = check_time(ts); r != Reject::ok) return count(r);
+  if (side != Side::long_ && side != Side::short_) return count(Reject::unknown_side);
+  if (Reject r = check_price(v, price); r != Reject::ok) return count(r);
+  if (!std::isfinite(notional_usd)) return count(Reject::non_finite);
+  if (!(notional_usd > 0.0)) return count(Reject::non_positive_size);
+  touch_time(ts);
+  // Learners see the map as it stood before the event.
+  learn_from_liquidation(slot, side, price, notional_usd, price_kind, flags, ts);
+  const int si = side_index(side);
+  v.stats.observed_usd[si] += notional_usd;
+  ++v.stats.observed_n[si];
+  ++v.stats.liquidations;
+  v.stats.last_ts = ts;
+  return Reject::ok;
+}
+
+void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, double /*notional_usd*/,
+                                    PriceKind /*price_kind*/, std::uint8_t /*flags*/, std::int64_t /*ts*/) {
+  VenueState& v = venues_[slot];
+  SideBook& book = v.book[side_index(side)];
+  // An event the map cannot explain (no exposure of any tier near it) is counted
+  // per venue and side, and is never forced onto a tier. "Near" is two bins or
+  // 1 % of price, whichever is wider: reported prices sit up to a maintenance
+  // margin away from the trigger (bankruptcy-price venues).
+  const double x = price / grid_.step;
+  const double half = std::max(2.0, 0.01 * x);
+  book.tier_exposure_near(grid_, x - half, x + half, scratch_.data());
+  double near = 0.0;
+  for (std::size_t t = 0; t < book.tiers(); ++t) near += book.weights()[t] * scratch_[t];
+  if (!(near > 0.0)) ++v.stats.unexplained[side_index(side)];
+  if (!learn_[slot]) return;
+  // Hook points for the learners (each arrives in its own module):
+  //  * Leverage Learner: responsibilities over tiers from scratch_ and the mix;
+  //  * Exchange Calibrator: residual of the event against the nearest cluster;
+  //  * Cascade Learner: chain tracking by side and time.
+}
+
+Reject Engine::apply(const Event& ev) {
+  const int slot = slot_of(ev.venue);
+  if (slot < 0) return count(Reject::unknown_venue);
+  const auto s = static_cast<std::size_t>(slot);
+  switch (static_cast<EventKind>(ev.kind)) {
+    case EventKind::price:
+      return update_price(s, ev.ts_ms, ev.price);
+    case EventKind::open_interest:
+      return update_open_interest(s, ev.ts_ms, ev.value, ev.price);
+    case EventKind::liquidation: {
+      Side side = ev.side == 1 ? Side::long_ : ev.side == -1 ? Side::short_ : Side::none;
+      return on_liquidation(s, ev.ts_ms, side, ev.price, ev.value,
+                            static_cast<PriceKind>(ev.price_kind), ev.flags);
+    }
+  }
+  return count(Reject::unknown_kind);
+}
+
+IngestCounts Engine::ingest(const Event* events, std::size_t n) {
+  IngestCounts c;
+  const auto before = rejected_;
+  for (std::size_t i = 0; i < n; ++i) {
+    const Event& ev = events[i];
+    if (apply(ev) != Reject::ok) continue;
+    switch (static_cast<EventKind>(ev.kind)) {
+      case EventKind::price: ++c.price; break;
+      case EventKind::open_interest: ++c.open_interest; break;
+      case EventKind::liquidation: ++c.liquidation; break;
+    }
+  }
+  for (std::size_t r = 0; r < c.rejected.size(); ++r) c.rejected[r] = rejected_[r] - before[r];
+  return c;
+}
+
+void Engine::set_mix(std::size_t slot, Side side, const std::vector<double>& w) {
+  VenueState& v = venues_.at(slot);
+  if (side != Side::long_ && side != Side::short_) throw std::invalid_argument("side must be long or short");
+  v.book[side_index(side)].set_weights(grid_, normalized(w, tier_count(), "mix"));
+}
+
+void Engine::set_learning(std::size_t slot, bool enabled) { learn_.at(slot) = enabled ? 1 : 0; }
+
+void Engine::heatmap(int slot, double* long_out, double* short_out) const {
+  const auto n = static_cast<std::size_t>(grid_.n);
+  if (slot >= 0) {
+    const VenueState& v = venues_.at(static_cast<std::size_t>(slot));
+    std::copy_n(v.book[0].map().begin(), n, long_out);
+    std::copy_n(v.book[1].map().begin(), n, short_out);
+    return;
+  }
+  std::fill_n(long_out, n, 0.0);
+  std::fill_n(short_out, n, 0.0);
+  for (const auto& v : venues_) {
+    const double* l = v.book[0].map().data();
+    const double* s = v.book[1].map().data();
+    for (std::size_t i = 0; i < n; ++i) {
+      long_out[i] += l[i];
+      short_out[i] += s[i];
+    }
+  }
+}
+
+}  // namespace heatcore

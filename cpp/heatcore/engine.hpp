@@ -1,0 +1,125 @@
+// The engine of one symbol: a shared price grid, one exposure book per venue and
+// side, the venue mechanics, and the points where the three learners plug in.
+//
+// Thread safety: an Engine is not synchronised. Callers must not mutate it from
+// two threads at once, nor read it while another thread mutates it; the Python
+// layer enforces this with a lock.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "heatcore/book.hpp"
+#include "heatcore/mechanics.hpp"
+#include "heatcore/types.hpp"
+
+namespace heatcore {
+
+struct VenueConfig {
+  std::string name;
+  std::uint16_t registry_id = 0;     // the id used in Event::venue
+  Mechanics mechanics;
+  std::vector<double> prior_long;    // prior mix over the tier support (sums to 1)
+  std::vector<double> prior_short;
+};
+
+struct EngineConfig {
+  double step = 50.0;
+  std::vector<double> tiers;          // leverage support, ascending
+  std::vector<VenueConfig> venues;
+  bool learn = true;
+  // Book before the first OI reading: entries spread uniformly over the price
+  // range seen so far, widened to at least +-seed_spread around the current price.
+  double seed_spread = 0.05;
+  std::int64_t ts_tolerance_ms = 5000;  // accepted lateness before out_of_order
+  double max_price_ratio = 10.0;       // a price this many times away from the last is absurd
+  std::int64_t max_bins = 4'000'000;   // grid growth limit
+};
+
+struct VenueStats {
+  std::uint64_t prices = 0, oi_updates = 0, liquidations = 0;
+  double observed_usd[2] = {0.0, 0.0};
+  std::uint64_t observed_n[2] = {0, 0};
+  std::uint64_t unexplained[2] = {0, 0};
+  double oi_base = 0.0;          // last accepted OI reading, base units (0 = none yet)
+  double last_price = 0.0;       // 0 = none yet
+  double min_price = 0.0, max_price = 0.0;  // range seen so far
+  std::int64_t last_ts = 0;
+  bool own_price = false;        // has the venue had a price update of its own?
+};
+
+struct VenueState {
+  VenueConfig config;
+  SideBook book[2];              // [long, short]
+  VenueStats stats;
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineConfig config);
+
+  const EngineConfig& config() const noexcept { return cfg_; }
+  const PriceGrid& grid() const noexcept { return grid_; }
+  std::size_t venue_count() const noexcept { return venues_.size(); }
+  std::size_t tier_count() const noexcept { return cfg_.tiers.size(); }
+  const VenueState& venue(std::size_t slot) const { return venues_.at(slot); }
+  int slot_of(std::uint16_t registry_id) const noexcept {
+    return registry_id < slot_by_id_.size() ? slot_by_id_[registry_id] : -1;
+  }
+
+  // Single updates by engine slot. Each validates first and changes nothing on rejection.
+  Reject update_price(std::size_t slot, std::int64_t ts, double price);
+  Reject update_open_interest(std::size_t slot, std::int64_t ts, double oi_usd, double price);
+  Reject on_liquidation(std::size_t slot, std::int64_t ts, Side side, double price,
+                        double notional_usd, PriceKind price_kind = PriceKind::unknown,
+                        std::uint8_t flags = 0);
+
+  // A time-ordered batch. Pure C++: safe to run without the GIL.
+  IngestCounts ingest(const Event* events, std::size_t count);
+  Reject apply(const Event& ev);
+
+  // Mixture weights (the Leverage Learner writes them; users may set them).
+  void set_mix(std::size_t slot, Side side, const std::vector<double>& w);
+  void set_learning(std::size_t slot, bool enabled);
+  bool learning(std::size_t slot) const { return learn_.at(slot) != 0; }
+
+  // Map of one venue into `long_out`/`short_out` (size grid().n), or the sum over
+  // venues when slot < 0.
+  void heatmap(int slot, double* long_out, double* short_out) const;
+
+  const std::array<std::uint64_t, kRejectReasons>& rejected() const noexcept { return rejected_; }
+  std::int64_t last_ts() const noexcept { return last_ts_; }
+  double reference_price() const noexcept { return ref_price_; }
+
+ private:
+  Reject check_time(std::int64_t ts) const;
+  Reject check_price(const VenueState& v, double price) const;
+  Reject count(Reject r) noexcept;
+  Reject apply_price(VenueState& v, double price);
+  // Make the grid cover every level of an entry range on a venue's books.
+  bool cover_entries(const VenueState& v, double entry_lo, double entry_hi);
+  bool cover(std::int64_t k_lo, std::int64_t k_hi);
+  void seed_book(VenueState& v, double price, double oi_base);
+  void reconcile(VenueState& v, double price, double oi_base);
+  void touch_time(std::int64_t ts) noexcept { if (ts > last_ts_) last_ts_ = ts; }
+  std::int64_t bin_of(double price) const noexcept;
+
+  // Learner hook: called with the map as it stood before the event.
+  void learn_from_liquidation(std::size_t slot, Side side, double price, double notional_usd,
+                              PriceKind price_kind, std::uint8_t flags, std::int64_t ts);
+
+  EngineConfig cfg_;
+  PriceGrid grid_;
+  std::vector<VenueState> venues_;
+  std::vector<int> slot_by_id_;
+  std::vector<std::uint8_t> learn_;
+  std::array<std::uint64_t, kRejectReasons> rejected_{};
+  std::vector<double> scratch_;   // per-tier workspace, sized once
+  std::int64_t last_ts_ = std::numeric_limits<std::int64_t>::min();
+  double ref_price_ = 0.0;
+};
+
+}  // namespace heatcore

@@ -1,0 +1,7 @@
+#include "prelude.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "heatcore's compiled core. Private: use the `heatcore` package.";
+  register_mechanics(m);
+  register_engine(m);
+}

@@ -1,0 +1,320 @@
+"""The public engine: one symbol, many venues, a density map that learns."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _core
+from .events import EVENT_DTYPE
+from .venues import DEFAULT_TIERS, PRICE_KINDS, VENUES, get_venue, prior_weights, venue_id
+
+__all__ = ["Engine", "HeatMap", "InputError"]
+
+_SIDE_CODE = {"long": 1, "short": -1}
+
+
+class InputError(ValueError):
+    """An input the engine refused. ``reason`` is the counted reason (see
+    :meth:`Engine.diagnostics`); the engine state is unchanged."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class HeatMap:
+    """A liquidation map: USD that would be liquidated per price bin.
+
+    Attributes
+    ----------
+    prices : numpy.ndarray
+        Bin centres.
+    long, short : numpy.ndarray
+        Long liquidations (below price) and short liquidations (above price), USD per bin.
+    venue : str or None
+        The venue, or None for the sum over the engine's venues.
+    price : float
+        The last price the engine applied (0 if none yet).
+    """
+
+    prices: np.ndarray
+    long: np.ndarray
+    short: np.ndarray
+    venue: Optional[str]
+    price: float
+
+    @property
+    def step(self) -> float:
+        """Bin width."""
+        return float(self.prices[1] - self.prices[0]) if self.prices.size > 1 else 0.0
+
+    def total(self) -> tuple[float, float]:
+        """Total USD on the long and short side."""
+        return float(self.long.sum()), float(self.short.sum())
+
+    def trim(self, pad: int = 2) -> HeatMap:
+        """The map cut to the bins that hold exposure (plus ``pad`` bins each side)."""
+        nz = np.flatnonzero((self.long > 0) | (self.short > 0))
+        if nz.size == 0:
+            return self
+        lo, hi = max(0, nz[0] - pad), min(self.prices.size, nz[-1] + pad + 1)
+        return HeatMap(self.prices[lo:hi], self.long[lo:hi], self.short[lo:hi], self.venue, self.price)
+
+    def clusters(self, side: str, n: int = 3, *, width: int = 5) -> list[tuple[float, float]]:
+        """The ``n`` largest clusters on a side, as ``(price, usd)`` with ``usd`` summed
+        over ``width`` bins around the peak, nearest-first ordering not implied."""
+        values = self.long if side == "long" else self.short if side == "short" else None
+        if values is None:
+            raise ValueError("side must be 'long' or 'short'")
+        if values.size == 0:
+            return []
+        kernel = np.ones(width)
+        smooth = np.convolve(values, kernel, mode="same")
+        out: list[tuple[float, float]] = []
+        taken = np.zeros(values.size, dtype=bool)
+        for i in np.argsort(smooth)[::-1]:
+            if len(out) >= n or smooth[i] <= 0:
+                break
+            if taken[max(0, i - width):i + width + 1].any():
+                continue
+            taken[i] = True
+            out.append((float(self.prices[i]), float(smooth[i])))
+        return out
+
+
+class Engine:
+    """Liquidation map of one symbol across venues, learned from observed liquidations.
+
+    Parameters
+    ----------
+    symbol : str
+        Market symbol; its base asset selects the venues' tier tables.
+    step : float
+        Price bin width (50 for BTC; 0.0001 suits DOGE).
+    venues : sequence of str, optional
+        Venue ids (default: all of :data:`heatcore.VENUES`).
+    tiers : sequence of float, optional
+        Leverage support (default :data:`heatcore.venues.DEFAULT_TIERS`, 2x..125x).
+    learn : bool
+        False gives the static baseline: documented mechanics and prior mixes, never updated.
+    priors : mapping, optional
+        ``{venue: weights}`` or ``{venue: (long_weights, short_weights)}`` over the tiers,
+        replacing the registry's prior mix.
+    seed_spread : float
+        The book before the first OI reading (its entry prices are unknown) is
+        spread uniformly over the prices seen so far, widened to at least
+        ``+-seed_spread`` around the current price; of it, only positions that
+        would have survived every price seen since are kept.
+    ts_tolerance_ms : int
+        Events older than the newest accepted one by more than this are refused
+        as ``out_of_order``; later ones within it are applied in arrival order.
+    max_price_ratio : float
+        A price more than this factor away from the venue's last price is refused
+        as ``absurd_price``.
+
+    Notes
+    -----
+    Thread safety: every method takes the engine's lock, so one thread may read
+    maps while another ingests; calls are serialised, never interleaved.
+    """
+
+    def __init__(
+        self,
+        symbol: str = "BTCUSDT",
+        step: float = 50.0,
+        venues: Optional[Sequence[str]] = None,
+        tiers: Optional[Sequence[float]] = None,
+        learn: bool = True,
+        *,
+        priors: Optional[Mapping[str, Any]] = None,
+        seed_spread: float = 0.05,
+        ts_tolerance_ms: int = 5000,
+        max_price_ratio: float = 10.0,
+    ) -> None:
+        names = tuple(VENUES if venues is None else venues)
+        if not names:
+            raise ValueError("venues must not be empty")
+        if len(set(names)) != len(names):
+            raise ValueError("venues must not repeat")
+        tier_list = [float(x) for x in (DEFAULT_TIERS if tiers is None else tiers)]
+        configs = []
+        for name in names:
+            spec = get_venue(name)
+            if priors and name in priors:
+                p = priors[name]
+                if isinstance(p, tuple) and len(p) == 2:
+                    pl, ps = (np.asarray(x, dtype=float) for x in p)
+                else:
+                    pl = ps = np.asarray(p, dtype=float)
+            else:
+                pl = ps = prior_weights(spec, tier_list)
+            configs.append(_core.VenueConfig(name, venue_id(name), spec.mechanics(symbol),
+                                             list(map(float, pl)), list(map(float, ps))))
+        self._core = _core.Engine(float(step), tier_list, configs, bool(learn),
+                                  seed_spread=float(seed_spread),
+                                  ts_tolerance_ms=int(ts_tolerance_ms),
+                                  max_price_ratio=float(max_price_ratio))
+        self._symbol = symbol
+        self._step = float(step)
+        self._venues = names
+        self._slot = {n: i for i, n in enumerate(names)}
+        self._tiers = np.array(tier_list)
+        self._learn = bool(learn)
+        self._lock = threading.RLock()
+
+    # -- properties ---------------------------------------------------------
+    @property
+    def symbol(self) -> str:
+        """The engine's symbol."""
+        return self._symbol
+
+    @property
+    def step(self) -> float:
+        """Price bin width."""
+        return self._step
+
+    @property
+    def venues(self) -> tuple[str, ...]:
+        """Venue ids, in slot order."""
+        return self._venues
+
+    @property
+    def tiers(self) -> np.ndarray:
+        """The leverage support."""
+        return self._tiers.copy()
+
+    @property
+    def learn(self) -> bool:
+        """Whether the engine learns (False: static baseline)."""
+        return self._learn
+
+    # -- updates -------------------------------------------------------------
+    def _slot_of(self, venue: str) -> int:
+        try:
+            return self._slot[venue]
+        except KeyError:
+            raise InputError("unknown_venue", f"{venue!r} is not one of this engine's venues") from None
+
+    @staticmethod
+    def _check(code: int, what: str) -> None:
+        if code >= 0:
+            raise InputError(_core.reject_name(code), what)
+
+    def update_price(self, venue: str, ts_ms: int, price: float) -> None:
+        """Apply a price (mark) update: levels crossed by the move are consumed."""
+        slot = self._slot_of(venue)
+        with self._lock:
+            self._check(self._core.update_price(slot, int(ts_ms), float(price)),
+                        f"price {price!r} for {venue} at {ts_ms}")
+
+    def update_open_interest(self, venue: str, ts_ms: int, oi_usd: float,
+                             price: Optional[float] = None) -> None:
+        """Apply an open-interest reading in USD (converted to base units at
+        ``price``, default the venue's last price). Zero or missing readings are
+        refused as gaps, never read as "everything closed"."""
+        slot = self._slot_of(venue)
+        if price is not None and not (float(price) > 0):
+            raise InputError("non_positive_price", f"price {price!r} for the OI reading")
+        with self._lock:
+            self._check(self._core.update_open_interest(slot, int(ts_ms), float(oi_usd),
+                                                        0.0 if price is None else float(price)),
+                        f"open interest {oi_usd!r} for {venue} at {ts_ms}")
+
+    def on_liquidation(self, venue: str, ts_ms: int, side: str, price: float, notional_usd: float,
+                       *, price_kind: str = "unknown", sampled: bool = False) -> None:
+        """Feed one observed liquidation (``side`` = the liquidated position).
+
+        The event is scored against the map as it stood before it, then updates
+        the learners.
+        """
+        slot = self._slot_of(venue)
+        if side not in _SIDE_CODE:
+            raise InputError("unknown_side", f"side must be 'long' or 'short', got {side!r}")
+        if price_kind not in PRICE_KINDS:
+            raise InputError("unknown_kind", f"price_kind must be one of {PRICE_KINDS}")
+        with self._lock:
+            self._check(self._core.on_liquidation(slot, int(ts_ms), _SIDE_CODE[side], float(price),
+                                                  float(notional_usd), PRICE_KINDS.index(price_kind),
+                                                  1 if sampled else 0),
+                        f"liquidation {side} {notional_usd!r} @ {price!r} on {venue} at {ts_ms}")
+
+    def ingest(self, events: np.ndarray) -> dict[str, Any]:
+        """Apply a time-ordered EVENT_DTYPE array in C++ (the GIL is released).
+
+        Bad events are skipped and counted, never applied: the returned dict has
+        the applied counts per kind, ``rejected`` and ``reasons``.
+        """
+        if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE:
+            raise TypeError("events must be a numpy array of dtype heatcore.EVENT_DTYPE")
+        arr = np.ascontiguousarray(events)
+        with self._lock:
+            return dict(self._core.ingest(arr))
+
+    # -- reads -----------------------------------------------------------------
+    def heatmap(self, venue: Optional[str] = None) -> HeatMap:
+        """The current map of one venue, or the sum over venues (``venue=None``)."""
+        slot = -1 if venue is None else self._slot_of(venue)
+        with self._lock:
+            prices, lo, sh = self._core.heatmap(slot)
+            price = (self._core.venue_stats(slot)["last_price"] if slot >= 0
+                     else self._core.reference_price)
+        return HeatMap(prices, lo, sh, venue, float(price))
+
+    def leverage_mix(self, venue: str, side: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(tiers, weights)``: the venue's current leverage mix of open interest on a side."""
+        slot = self._slot_of(venue)
+        with self._lock:
+            return self._tiers.copy(), self._core.mix(slot, _side(side))
+
+    def set_mix(self, venue: str, side: str, weights: Sequence[float]) -> None:
+        """Override a venue's mix on a side (normalised)."""
+        slot = self._slot_of(venue)
+        with self._lock:
+            self._core.set_mix(slot, _side(side), [float(x) for x in weights])
+
+    def freeze(self, venue: str, frozen: bool = True) -> None:
+        """Stop (or resume) learning for one venue."""
+        slot = self._slot_of(venue)
+        with self._lock:
+            self._core.set_learning(slot, (not frozen) and self._learn)
+
+    def exposure_by_tier(self, venue: str, side: str) -> np.ndarray:
+        """Open exposure per tier in base units, each tier counted as if it held the whole
+        book (the unweighted ``D``); equals the OI after every OI reading."""
+        slot = self._slot_of(venue)
+        with self._lock:
+            return self._core.tier_totals(slot, _side(side))
+
+    def liquidation_ratios(self, venue: str, side: str) -> np.ndarray:
+        """Liquidation price / entry price per tier under the venue's current mechanics."""
+        slot = self._slot_of(venue)
+        with self._lock:
+            return self._core.ratios(slot, _side(side))
+
+    def diagnostics(self, venue: Optional[str] = None) -> dict[str, Any]:
+        """Counters: refused inputs by reason (engine-wide) or one venue's statistics
+        (updates seen, observed vs expected liquidations, unexplained events)."""
+        with self._lock:
+            if venue is None:
+                rej = {k: int(v) for k, v in self._core.rejected().items()}
+                return {"rejected": rej, "rejected_total": sum(rej.values()),
+                        "last_ts": int(self._core.last_ts) if self._core.last_ts > -2**62 else None,
+                        "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid))}
+            return dict(self._core.venue_stats(self._slot_of(venue)))
+
+    def __repr__(self) -> str:
+        return (f"Engine(symbol={self._symbol!r}, step={self._step}, venues={len(self._venues)}, "
+                f"tiers={len(self._tiers)}, learn={self._learn})")
+
+
+def _side(side: str) -> int:
+    try:
+        return _SIDE_CODE[side]
+    except KeyError:
+        raise ValueError(f"side must be 'long' or 'short', got {side!r}") from None
