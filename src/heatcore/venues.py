@@ -257,7 +257,7 @@ def _validate(v: Venue) -> None:
         raise ValueError(f"{v.id}: max_leverage must be in [1, 1000]")
     if len(v.prior_bands) != len(BANDS) or any(not math.isfinite(x) or x < 0 for x in v.prior_bands):
         raise ValueError(f"{v.id}: prior_bands needs {len(BANDS)} non-negative weights")
-    if v.reported_price not in PRICE_KINDS + ("none",):
+    if v.reported_price not in (*PRICE_KINDS, "none"):
         raise ValueError(f"{v.id}: reported_price must be one of {PRICE_KINDS}")
     if v.liquidation_feed not in FEEDS:
         raise ValueError(f"{v.id}: liquidation_feed must be one of {FEEDS}")
