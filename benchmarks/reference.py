@@ -50,7 +50,7 @@ class ReferenceEngine:
 
     # -- grid ---------------------------------------------------------------
     def _bin(self, p):
-        return int(np.rint(p / self.step)) if p / self.step < 2**52 else int(round(p / self.step))
+        return int(np.rint(p / self.step)) if p / self.step < 2**52 else round(p / self.step)
 
     def _cover(self, k_lo, k_hi):
         k_lo = max(k_lo, 0)
@@ -66,7 +66,7 @@ class ReferenceEngine:
             hi_old = self.k0 + self.n - 1
             hi = k_hi + pad if k_hi > hi_old else hi_old
             n = hi - k0 + 1
-        d = np.zeros(self.d.shape[:3] + (n,))
+        d = np.zeros((*self.d.shape[:3], n))
         if self.n:
             d[..., self.k0 - k0:self.k0 - k0 + self.n] = self.d
         self.d, self.k0, self.n = d, k0, n
@@ -74,7 +74,7 @@ class ReferenceEngine:
     def _cover_entries(self, slot, lo, hi):
         rmin = min(self.ratio[slot].min(), 1.0)
         rmax = max(self.ratio[slot].max(), 1.0)
-        self._cover(int(math.floor(self._bin(lo) * rmin)) - 2, int(math.ceil(self._bin(hi) * rmax)) + 2)
+        self._cover(math.floor(self._bin(lo) * rmin) - 2, math.ceil(self._bin(hi) * rmax) + 2)
 
     # -- updates --------------------------------------------------------------
     def _time_ok(self, ts):
