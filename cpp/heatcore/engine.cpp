@@ -59,6 +59,14 @@ Engine::Engine(EngineConfig config) : cfg_(std::move(config)) {
   }
   learn_.assign(venues_.size(), cfg_.learn ? 1 : 0);
   scratch_.assign(tiers, 0.0);
+  // [calibrator] begin
+  {
+    std::vector<Mechanics> mech;
+    for (const auto& v : venues_) mech.push_back(v.config.mechanics);
+    calib_ = Calibrator(cfg_.calibrator, mech, std::vector<PriceKind>(venues_.size(), PriceKind::unknown));
+    calibrating_ = cfg_.calibrate;
+  }
+  // [calibrator] end
 }
 
 std::int64_t Engine::bin_of(double price) const noexcept {
@@ -135,6 +143,7 @@ Reject Engine::update_price(std::size_t slot, std::int64_t ts, double price) {
   if (Reject r = check_time(ts); r != Reject::ok) return count(r);
   if (Reject r = check_price(v, price); r != Reject::ok) return count(r);
   touch_time(ts);
+  calib_.on_mark(slot, ts, price);  // [calibrator]
   v.stats.own_price = true;
   ++v.stats.prices;
   v.stats.last_ts = ts;
@@ -238,8 +247,8 @@ Reject Engine::on_liquidation(std::size_t slot, std::int64_t ts, Side side, doub
   return Reject::ok;
 }
 
-void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, double /*notional_usd*/,
-                                    PriceKind /*price_kind*/, std::uint8_t /*flags*/, std::int64_t /*ts*/) {
+void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, double notional_usd,
+                                    PriceKind price_kind, std::uint8_t /*flags*/, std::int64_t ts) {
   VenueState& v = venues_[slot];
   SideBook& book = v.book[side_index(side)];
   // An event the map cannot explain (no exposure of any tier near it) is counted
@@ -253,11 +262,43 @@ void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, d
   for (std::size_t t = 0; t < book.tiers(); ++t) near += book.weights()[t] * scratch_[t];
   if (!(near > 0.0)) ++v.stats.unexplained[side_index(side)];
   if (!learn_[slot]) return;
+  // [calibrator] begin
+  if (calibrating_ && calib_.observe(slot, side, price_kind, price, notional_usd, ts))
+    apply_calibration(slot, side);
+  // [calibrator] end
   // Hook points for the learners (each arrives in its own module):
   //  * Leverage Learner: responsibilities over tiers from scratch_ and the mix;
   //  * Exchange Calibrator: residual of the event against the nearest cluster;
   //  * Cascade Learner: chain tracking by side and time.
 }
+
+// [calibrator] begin
+void Engine::apply_calibration(std::size_t slot, Side side) {
+  VenueState& v = venues_.at(slot);
+  SideBook& book = v.book[side_index(side)];
+  const double scale = calib_.rate_scale(slot, side).value;
+  std::vector<double> r(cfg_.tiers.size());
+  double rmin = 1.0, rmax = 1.0;
+  for (std::size_t t = 0; t < r.size(); ++t) {
+    r[t] = v.config.mechanics.liquidation_ratio(side, cfg_.tiers[t], scale);
+    rmin = std::min(rmin, r[t]);
+    rmax = std::max(rmax, r[t]);
+  }
+  // The moved levels must stay on the grid; if it cannot grow, keep the old placement.
+  std::int64_t e_lo = std::numeric_limits<std::int64_t>::max(), e_hi = std::numeric_limits<std::int64_t>::min();
+  for (std::size_t t = 0; t < book.tiers(); ++t) {
+    if (book.empty_tier(t)) continue;
+    e_lo = std::min(e_lo, book.lo(t));
+    e_hi = std::max(e_hi, book.hi(t));
+  }
+  if (e_lo <= e_hi &&
+      !cover(static_cast<std::int64_t>(std::floor(static_cast<double>(e_lo) * rmin)) - 2,
+             static_cast<std::int64_t>(std::ceil(static_cast<double>(e_hi) * rmax)) + 2))
+    return;
+  book.set_ratios(grid_, r);
+  calib_.mark_applied(slot, side, scale);
+}
+// [calibrator] end
 
 Reject Engine::apply(const Event& ev) {
   const int slot = slot_of(ev.venue);

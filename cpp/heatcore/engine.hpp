@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "heatcore/book.hpp"
+#include "heatcore/calibrator.hpp"
 #include "heatcore/mechanics.hpp"
 #include "heatcore/types.hpp"
 
@@ -37,6 +38,10 @@ struct EngineConfig {
   std::int64_t ts_tolerance_ms = 5000;  // accepted lateness before out_of_order
   double max_price_ratio = 10.0;       // a price this many times away from the last is absurd
   std::int64_t max_bins = 4'000'000;   // grid growth limit
+  // [calibrator] begin
+  bool calibrate = true;               // Exchange Calibrator on (only acts while learning)
+  CalibratorConfig calibrator;
+  // [calibrator] end
 };
 
 struct VenueStats {
@@ -90,6 +95,16 @@ class Engine {
   // venues when slot < 0.
   void heatmap(int slot, double* long_out, double* short_out) const;
 
+  // [calibrator] begin
+  const Calibrator& calibrator() const noexcept { return calib_; }
+  Calibrator& calibrator() noexcept { return calib_; }
+  void set_calibrating(bool on) noexcept { calibrating_ = on; }
+  bool calibrating() const noexcept { return calibrating_; }
+  // Re-place a side's levels with the calibrator's current rate scale
+  // (O(tiers x bins): called on the calibrator's cadence, not per event).
+  void apply_calibration(std::size_t slot, Side side);
+  // [calibrator] end
+
   const std::array<std::uint64_t, kRejectReasons>& rejected() const noexcept { return rejected_; }
   std::int64_t last_ts() const noexcept { return last_ts_; }
   double reference_price() const noexcept { return ref_price_; }
@@ -118,6 +133,8 @@ class Engine {
   std::vector<std::uint8_t> learn_;
   std::array<std::uint64_t, kRejectReasons> rejected_{};
   std::vector<double> scratch_;   // per-tier workspace, sized once
+  Calibrator calib_;              // [calibrator]
+  bool calibrating_ = true;       // [calibrator]
   std::int64_t last_ts_ = std::numeric_limits<std::int64_t>::min();
   double ref_price_ = 0.0;
 };

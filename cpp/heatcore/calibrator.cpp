@@ -1,0 +1,304 @@
+#include "heatcore/calibrator.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+namespace heatcore {
+
+namespace {
+
+// E[min(Z^2, c^2)] for a standard normal Z: turns the mean clipped square into a variance.
+double clipped_second_moment(double c) {
+  const double phi = std::exp(-0.5 * c * c) / std::sqrt(2.0 * 3.14159265358979323846);
+  const double tail = 0.5 * std::erfc(c / std::sqrt(2.0));  // P(Z > c)
+  return (1.0 - 2.0 * tail) - 2.0 * c * phi + 2.0 * c * c * tail;
+}
+
+double median_of(std::array<double, RobustLocation::kWarm> v, int n) {
+  auto first = v.begin(), last = v.begin() + n, mid = first + n / 2;
+  std::nth_element(first, mid, last);
+  double m = *mid;
+  if (n % 2 == 0) m = 0.5 * (m + *std::max_element(first, mid));
+  return m;
+}
+
+bool is_bankruptcy_like(PriceKind k) { return k == PriceKind::bankruptcy || k == PriceKind::order; }
+
+constexpr std::size_t kKinds = 6;
+
+}  // namespace
+
+const char* price_kind_name(PriceKind k) noexcept {
+  switch (k) {
+    case PriceKind::bankruptcy: return "bankruptcy";
+    case PriceKind::order: return "order";
+    case PriceKind::fill: return "fill";
+    case PriceKind::trade: return "trade";
+    case PriceKind::mark: return "mark";
+    default: return "unknown";
+  }
+}
+
+const char* rate_source_name(RateSource s) noexcept {
+  switch (s) {
+    case RateSource::bankruptcy_offset: return "bankruptcy_offset";
+    case RateSource::convention_departs: return "convention_departs";
+    default: return "prior";
+  }
+}
+
+void CalibratorConfig::validate() const {
+  if (fresh_ms < 0) throw std::invalid_argument("calibrator: fresh_ms must be >= 0");
+  if (!(huber_c > 0.5 && huber_c < 10.0)) throw std::invalid_argument("calibrator: huber_c must be in (0.5, 10)");
+  if (!(sigma_floor > 0.0 && sigma_floor < 0.01)) throw std::invalid_argument("calibrator: sigma_floor must be in (0, 0.01)");
+  if (!(max_n_eff >= RobustLocation::kWarm)) throw std::invalid_argument("calibrator: max_n_eff too small");
+  if (!(scale_min > 0.0 && scale_min < 1.0 && scale_max > 1.0 && std::isfinite(scale_max)))
+    throw std::invalid_argument("calibrator: need 0 < scale_min < 1 < scale_max");
+  if (!(scale_prior_sd > 0.0)) throw std::invalid_argument("calibrator: scale_prior_sd must be > 0");
+  if (!(ref_leverage >= 1.0)) throw std::invalid_argument("calibrator: ref_leverage must be >= 1");
+  if (!(apply_rel >= 0.0)) throw std::invalid_argument("calibrator: apply_rel must be >= 0");
+  if (!(depart_z > 0.0)) throw std::invalid_argument("calibrator: depart_z must be > 0");
+}
+
+// ---- RobustLocation ----------------------------------------------------------
+
+void RobustLocation::add(double x, double max_n, double c, double sigma_floor) {
+  ++count_;
+  sigma_floor_ = sigma_floor;
+  if (beta_ <= 0.0) beta_ = clipped_second_moment(c);
+  if (nw_ < kWarm) {
+    warm_[static_cast<std::size_t>(nw_++)] = x;
+    if (nw_ == kWarm) {
+      // Start the M-estimate from the median and MAD of the first observations.
+      mu_ = median_of(warm_, nw_);
+      std::array<double, kWarm> dev{};
+      for (int i = 0; i < nw_; ++i) dev[static_cast<std::size_t>(i)] = std::abs(warm_[static_cast<std::size_t>(i)] - mu_);
+      const double sd = std::max(1.4826 * median_of(dev, nw_), sigma_floor);
+      s2_ = beta_ * sd * sd;
+      n_ = nw_;
+    }
+    return;
+  }
+  const double sd = std::max(std::sqrt(s2_ / beta_), sigma_floor);
+  const double r = x - mu_;
+  const double psi = std::clamp(r, -c * sd, c * sd);
+  if (psi != r) ++clipped_;
+  n_ = std::min(n_ + 1.0, max_n);
+  mu_ += psi / n_;
+  s2_ += (psi * psi - s2_) / n_;
+}
+
+double RobustLocation::mean() const noexcept {
+  if (nw_ == 0) return 0.0;
+  if (nw_ < kWarm) return median_of(warm_, nw_);
+  return mu_;
+}
+
+double RobustLocation::sigma() const noexcept {
+  if (nw_ == 0) return 0.0;
+  if (nw_ < kWarm) {
+    // Few observations: their spread, floored, and never below a tenth of a basis point.
+    const double m = median_of(warm_, nw_);
+    std::array<double, kWarm> dev{};
+    for (int i = 0; i < nw_; ++i) dev[static_cast<std::size_t>(i)] = std::abs(warm_[static_cast<std::size_t>(i)] - m);
+    const double mad = nw_ >= 3 ? 1.4826 * median_of(dev, nw_) : 0.0;
+    return std::max(mad, 5.0 * sigma_floor_);
+  }
+  return std::max(std::sqrt(s2_ / beta_), sigma_floor_);
+}
+
+// ---- Calibrator ----------------------------------------------------------------
+
+Calibrator::Calibrator(const CalibratorConfig& cfg, const std::vector<Mechanics>& mechanics,
+                       const std::vector<PriceKind>& documented_kind)
+    : mech_(mechanics), doc_kind_(documented_kind) {
+  if (doc_kind_.size() != mech_.size()) throw std::invalid_argument("calibrator: one documented kind per venue");
+  mark_ts_.assign(mech_.size(), std::numeric_limits<std::int64_t>::min());
+  mark_px_.assign(mech_.size(), 0.0);
+  reset(cfg);
+}
+
+void Calibrator::reset(const CalibratorConfig& cfg) {
+  cfg.validate();
+  cfg_ = cfg;
+  state_.assign(mech_.size() * 2, CalibSide{});
+  for (std::size_t slot = 0; slot < mech_.size(); ++slot) {
+    for (Side side : {Side::long_, Side::short_}) {
+      CalibSide& st = at(slot, side);
+      const double bk = bankruptcy_offset(slot, side, 1.0);
+      // Documented offsets. A bankruptcy or order report sits at the bankruptcy
+      // price (its spread is the rate's uncertainty); a fill lies somewhere between
+      // the trigger and the bankruptcy price; a trade print or a mark at the trigger.
+      for (std::size_t k = 0; k < kKinds; ++k) {
+        const auto kind = static_cast<PriceKind>(k);
+        double mu = 0.0, sd = 5e-4;
+        if (is_bankruptcy_like(kind)) {
+          mu = bk;
+          sd = std::max(std::abs(bk) * cfg_.scale_prior_sd, 1e-4);
+        } else if (kind == PriceKind::fill) {
+          mu = 0.5 * bk;
+          sd = std::max(0.5 * std::abs(bk), 1e-4);
+        } else if (kind == PriceKind::unknown) {
+          sd = std::max(std::abs(bk), 5e-4);
+        }
+        st.offset_prior[k] = mu;
+        st.offset_prior_sd[k] = sd;
+      }
+      st.scale_sd = cfg_.scale_prior_sd;  // in ln(scale)
+    }
+  }
+}
+
+double Calibrator::bankruptcy_offset(std::size_t slot, Side side, double scale) const {
+  const Mechanics& m = mech_.at(slot);
+  const double lev = std::min(cfg_.ref_leverage, m.max_leverage);
+  const double lp = m.liquidation_ratio(side, lev, scale);
+  const double bk = Mechanics::bankruptcy_ratio(side, lev, m.inverse);
+  return std::log(bk / lp);
+}
+
+double Calibrator::documented_offset(std::size_t slot, Side side, PriceKind kind, double scale) const {
+  if (is_bankruptcy_like(kind)) return bankruptcy_offset(slot, side, scale);
+  return at(slot, side).offset_prior[static_cast<std::size_t>(kind)];
+}
+
+bool Calibrator::observe(std::size_t slot, Side side, PriceKind kind, double reported, double notional_usd,
+                         std::int64_t ts) noexcept {
+  CalibSide& st = at(slot, side);
+  if (static_cast<std::size_t>(kind) >= kKinds) kind = PriceKind::unknown;
+  if (kind == PriceKind::unknown) kind = doc_kind_[slot];
+  // Size: every event counts, with or without a trigger reference.
+  if (notional_usd > 0.0 && std::isfinite(notional_usd)) {
+    const double lq = std::log(notional_usd);
+    st.lq_n = std::min(st.lq_n + 1.0, cfg_.max_n_eff);
+    const double d = lq - st.lq_mean;
+    st.lq_mean += d / st.lq_n;
+    st.lq_var += (d * (lq - st.lq_mean) - st.lq_var) / st.lq_n;
+    st.q_max = std::max(st.q_max, notional_usd);
+  }
+  const std::int64_t age = ts - mark_ts_[slot];
+  if (mark_px_[slot] <= 0.0 || age < 0 || age > cfg_.fresh_ms) {
+    ++st.no_reference;
+    return false;
+  }
+  const double resid = std::log(reported / mark_px_[slot]);
+  if (!std::isfinite(resid)) return false;
+  st.offset[static_cast<std::size_t>(kind)].add(resid, cfg_.max_n_eff, cfg_.huber_c, cfg_.sigma_floor);
+  ++st.used;
+  if (!is_bankruptcy_like(kind)) return false;
+  if (++st.since_check < cfg_.apply_every && st.offset[static_cast<std::size_t>(kind)].n_eff() > RobustLocation::kWarm)
+    return false;
+  st.since_check = 0;
+  refresh_scale(slot, side);
+  return std::abs(st.scale / st.applied_scale - 1.0) > cfg_.apply_rel;
+}
+
+Estimate Calibrator::offset(std::size_t slot, Side side, PriceKind kind) const {
+  const CalibSide& st = at(slot, side);
+  if (static_cast<std::size_t>(kind) >= kKinds) kind = PriceKind::unknown;
+  if (kind == PriceKind::unknown) kind = doc_kind_.at(slot);
+  const auto k = static_cast<std::size_t>(kind);
+  const RobustLocation& loc = st.offset[k];
+  Estimate e;
+  e.prior = st.offset_prior[k];
+  e.prior_sd = st.offset_prior_sd[k];
+  if (loc.empty()) {
+    e.value = e.prior;
+    e.sd = e.prior_sd;
+    return e;
+  }
+  const double n = loc.n_eff();
+  const double var_d = loc.sigma() * loc.sigma() / n;
+  const double var_p = e.prior_sd * e.prior_sd;
+  e.value = (loc.mean() / var_d + e.prior / var_p) / (1.0 / var_d + 1.0 / var_p);
+  e.sd = std::sqrt(1.0 / (1.0 / var_d + 1.0 / var_p));
+  e.n_eff = n;
+  e.departs = std::abs(loc.mean() - e.prior) > cfg_.depart_z * std::sqrt(var_d + var_p);
+  return e;
+}
+
+void Calibrator::refresh_scale(std::size_t slot, Side side) {
+  CalibSide& st = at(slot, side);
+  // The bankruptcy-like stream with the most evidence measures the rate.
+  const RobustLocation* best = nullptr;
+  for (PriceKind k : {PriceKind::bankruptcy, PriceKind::order}) {
+    const RobustLocation& loc = st.offset[static_cast<std::size_t>(k)];
+    if (!loc.empty() && (best == nullptr || loc.n_eff() > best->n_eff())) best = &loc;
+  }
+  if (best == nullptr) return;
+  const double target = best->mean();
+  const double lo_off = bankruptcy_offset(slot, side, cfg_.scale_min);
+  const double hi_off = bankruptcy_offset(slot, side, cfg_.scale_max);
+  // The offset is monotone in the scale (long: decreasing, short: increasing).
+  const bool inside = (target - lo_off) * (target - hi_off) <= 0.0;
+  if (!inside) {
+    st.scale = 1.0;
+    st.scale_sd = cfg_.scale_prior_sd;
+    st.scale_n = 0.0;
+    st.scale_source = RateSource::convention_departs;
+    return;
+  }
+  double a = std::log(cfg_.scale_min), b = std::log(cfg_.scale_max);
+  const double fa = lo_off - target;
+  for (int i = 0; i < 60 && b - a > 1e-10; ++i) {
+    const double mid = 0.5 * (a + b);
+    const double fm = bankruptcy_offset(slot, side, std::exp(mid)) - target;
+    if ((fm < 0.0) == (fa < 0.0)) a = mid;
+    else b = mid;
+  }
+  const double ls = 0.5 * (a + b);
+  // Delta method: sd of ln(scale) from the offset's standard error.
+  const double h = 1e-4;
+  const double slope = (bankruptcy_offset(slot, side, std::exp(ls + h)) -
+                        bankruptcy_offset(slot, side, std::exp(ls - h))) / (2.0 * h);
+  const double se = best->sigma() / std::sqrt(best->n_eff());
+  const double var_d = std::pow(se / std::max(std::abs(slope), 1e-12), 2);
+  const double var_p = cfg_.scale_prior_sd * cfg_.scale_prior_sd;
+  const double post = (ls / var_d) / (1.0 / var_d + 1.0 / var_p);  // prior mean ln(1) = 0
+  st.scale = std::exp(post);
+  st.scale_sd = std::sqrt(1.0 / (1.0 / var_d + 1.0 / var_p));
+  st.scale_n = best->n_eff();
+  st.scale_source = RateSource::bankruptcy_offset;
+}
+
+Estimate Calibrator::rate_scale(std::size_t slot, Side side) const {
+  const CalibSide& st = at(slot, side);
+  Estimate e;
+  e.value = st.scale;
+  e.sd = st.scale * st.scale_sd;  // sd of the scale itself (ln-normal, first order)
+  e.n_eff = st.scale_n;
+  e.prior = 1.0;
+  e.prior_sd = cfg_.scale_prior_sd;
+  e.departs = st.scale_source == RateSource::bankruptcy_offset &&
+              std::abs(std::log(st.scale)) > cfg_.depart_z * st.scale_sd;
+  return e;
+}
+
+double Calibrator::trigger_of(std::size_t slot, Side side, PriceKind kind, double reported) const {
+  return reported * std::exp(-offset(slot, side, kind).value);
+}
+
+double Calibrator::maintenance_rate(std::size_t slot, Side /*side*/, double scale) const {
+  const Mechanics& m = mech_.at(slot);
+  return m.bracket_for(std::min(cfg_.ref_leverage, m.max_leverage)).rate * scale;
+}
+
+double Calibrator::level_sigma(std::size_t slot, Side side) const {
+  const CalibSide& st = at(slot, side);
+  const double m = maintenance_rate(slot, side, st.scale) + mech_.at(slot).fee_in_mm;
+  const double s_level = m * st.scale_sd;     // a level moves by ~ dm in ln price
+  const double s_off = offset(slot, side, doc_kind_.at(slot)).sd;
+  return std::sqrt(s_level * s_level + s_off * s_off);
+}
+
+double Calibrator::max_leverage_at(std::size_t slot, double notional_usd) const {
+  const Mechanics& m = mech_.at(slot);
+  double lev = m.max_leverage;
+  for (const Bracket& b : m.brackets)
+    if (notional_usd >= b.floor) lev = std::min(m.max_leverage, b.max_leverage);
+  return lev;
+}
+
+}  // namespace heatcore

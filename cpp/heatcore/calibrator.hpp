@@ -1,0 +1,170 @@
+// The Exchange Calibrator: per venue and side, online estimates (with
+// uncertainty and effective sample size) of where reality departs from the
+// venue's documented mechanics.
+//
+//  * report offset  delta = ln(reported price / trigger price), per price kind.
+//    The trigger is the mark price, so a venue mark at most `fresh_ms` old at the
+//    event stands for it. This is measured without the map or the mix: it cannot
+//    absorb a leverage-mix error, and the Leverage Learner cannot absorb it.
+//  * rate scale  s = effective maintenance rate / documented rate. For reports
+//    at the bankruptcy price (and "order" reports, which venues place at it),
+//    bankruptcy / liquidation price = 1 - m - f (long; 1 + m + f short, linear
+//    generic formula), so the offset measures m directly: s is the value at which
+//    the venue's mechanics reproduce the measured offset (bisection on the
+//    mechanics, at `ref_leverage`). Other conventions (trade print, fill, mark)
+//    carry no information on m that is separable from the leverage mix, so their
+//    rate scale stays at the registry's prior and says so (source "prior").
+//    When a bankruptcy/order offset implies a scale outside [scale_min, scale_max]
+//    the venue does not report what it documents: the convention is flagged as
+//    departing and the offset is not used for the rate.
+//  * size cap: the distribution of liquidated notional (log-normal moments and
+//    the maximum), and the largest leverage the venue's brackets allow at its
+//    99th percentile (a position larger than the bracket cannot carry that leverage).
+//  * cross margin is NOT learned here: from liquidation prices alone a cross
+//    position dying far from entry is indistinguishable from a lower-leverage
+//    isolated one. It stays a documented per-venue prior (Python registry).
+//
+// Estimators: a location M-estimate (Huber) per stream, started from the median of
+// the first `kWarm` observations (so a documented prior far from the truth does
+// not make every early observation look like an outlier), then updated online
+// with gain 1/n, n capped at `max_n_eff` (old evidence fades; the estimate follows
+// a venue that changes its tiers). The documented value enters as a Gaussian
+// prior (mean, sd) combined by precision with the data estimate.
+//
+// Thread safety: owned by an Engine, same rules. No allocation after construction.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "heatcore/mechanics.hpp"
+#include "heatcore/types.hpp"
+
+namespace heatcore {
+
+struct CalibratorConfig {
+  std::int64_t fresh_ms = 1000;   // a venue mark at most this old stands for the trigger
+  double huber_c = 2.0;           // Huber threshold, in robust-scale units
+  double sigma_floor = 2e-5;      // floor on the per-event spread of ln(reported / trigger)
+  double max_n_eff = 2000.0;      // effective sample size saturates here (forgetting)
+  double scale_min = 0.25;        // plausible range of the rate scale; outside it the
+  double scale_max = 4.0;         // reported convention, not the rate, departs
+  double scale_prior_sd = 0.5;    // prior sd of ln(rate scale) around the registry's 1
+  double ref_leverage = 20.0;     // leverage at which the offset is inverted for the rate
+  double apply_rel = 0.01;        // re-place levels when the scale moved by this fraction
+  std::uint32_t apply_every = 16; // ... checked every this many used events
+  double depart_z = 4.0;          // |data - documented| / sd beyond this: "departs"
+  void validate() const;
+};
+
+// Online robust location (Huber M-estimate) of one stream of residuals.
+class RobustLocation {
+ public:
+  static constexpr int kWarm = 9;
+  void add(double x, double max_n, double c, double sigma_floor);
+  bool empty() const noexcept { return nw_ == 0; }
+  double mean() const noexcept;     // data estimate (no prior)
+  double sigma() const noexcept;    // robust per-observation spread
+  double n_eff() const noexcept { return nw_ < kWarm ? nw_ : n_; }
+  std::uint64_t count() const noexcept { return count_; }
+  std::uint64_t clipped() const noexcept { return clipped_; }
+
+ private:
+  std::array<double, kWarm> warm_{};
+  int nw_ = 0;
+  double mu_ = 0.0, s2_ = 0.0, n_ = 0.0, sigma_floor_ = 2e-5, beta_ = 0.0;
+  std::uint64_t count_ = 0, clipped_ = 0;
+};
+
+// A value with its uncertainty: the posterior of a Gaussian prior and the data.
+struct Estimate {
+  double value = 0.0;
+  double sd = 0.0;
+  double n_eff = 0.0;     // effective number of events behind the data part
+  double prior = 0.0;
+  double prior_sd = 0.0;
+  bool departs = false;   // data disagree with the documented prior (|z| > depart_z)
+};
+
+enum class RateSource : int { prior = 0, bankruptcy_offset = 1, convention_departs = 2 };
+
+struct CalibSide {
+  std::array<RobustLocation, 6> offset;   // by PriceKind
+  std::array<double, 6> offset_prior{};   // documented ln(reported / trigger)
+  std::array<double, 6> offset_prior_sd{};
+  double scale = 1.0, scale_sd = 0.0, scale_n = 0.0;  // current rate-scale estimate
+  RateSource scale_source = RateSource::prior;
+  double applied_scale = 1.0;             // scale the book's levels were last placed with
+  std::uint32_t since_check = 0;
+  // notional distribution (ln USD), exponentially weighted with gain 1/min(n, max_n)
+  double lq_mean = 0.0, lq_var = 0.0, lq_n = 0.0, q_max = 0.0;
+  std::uint64_t used = 0, no_reference = 0;
+};
+
+class Calibrator {
+ public:
+  Calibrator() = default;
+  Calibrator(const CalibratorConfig& cfg, const std::vector<Mechanics>& mechanics,
+             const std::vector<PriceKind>& documented_kind);
+
+  const CalibratorConfig& config() const noexcept { return cfg_; }
+  // New settings; forgets every estimate (documented kinds and marks are kept).
+  void reset(const CalibratorConfig& cfg);
+  std::size_t venue_count() const noexcept { return mech_.size(); }
+
+  // A venue's own mark price (the engine calls it on every accepted price update).
+  void on_mark(std::size_t slot, std::int64_t ts, double price) noexcept {
+    mark_ts_[slot] = ts;
+    mark_px_[slot] = price;
+  }
+  // One observed liquidation. Returns true when the rate scale has moved enough
+  // that the engine should re-place the side's levels (see applied_scale()).
+  bool observe(std::size_t slot, Side side, PriceKind kind, double reported, double notional_usd,
+               std::int64_t ts) noexcept;
+  // The engine placed the side's levels with `scale`.
+  void mark_applied(std::size_t slot, Side side, double scale) noexcept {
+    at(slot, side).applied_scale = scale;
+  }
+
+  // Current estimates.
+  Estimate offset(std::size_t slot, Side side, PriceKind kind) const;
+  Estimate rate_scale(std::size_t slot, Side side) const;
+  RateSource rate_source(std::size_t slot, Side side) const { return at(slot, side).scale_source; }
+  double applied_scale(std::size_t slot, Side side) const { return at(slot, side).applied_scale; }
+  PriceKind documented_kind(std::size_t slot) const { return doc_kind_.at(slot); }
+  // The kind the venue documents for its reports (events of kind "unknown" are read as it).
+  void set_documented_kind(std::size_t slot, PriceKind kind) { doc_kind_.at(slot) = kind; }
+  // The trigger (mark) price a report of this kind stands for: reported * exp(-offset).
+  double trigger_of(std::size_t slot, Side side, PriceKind kind, double reported) const;
+  // Relative (log-price) sd of where a liquidation level sits, from the rate
+  // scale's and the offset's uncertainty: the Leverage Learner's kernel widens by it.
+  double level_sigma(std::size_t slot, Side side) const;
+  // Effective maintenance rate at `ref_leverage` under the current scale and documented.
+  double maintenance_rate(std::size_t slot, Side side, double scale) const;
+  // Largest leverage the venue's brackets allow for a position of this notional.
+  double max_leverage_at(std::size_t slot, double notional_usd) const;
+  const CalibSide& side_state(std::size_t slot, Side side) const { return at(slot, side); }
+  // The documented offset of a report kind for this venue (ln reported / trigger).
+  double documented_offset(std::size_t slot, Side side, PriceKind kind, double scale = 1.0) const;
+
+ private:
+  CalibSide& at(std::size_t slot, Side side) { return state_.at(slot * 2 + static_cast<std::size_t>(side_index(side))); }
+  const CalibSide& at(std::size_t slot, Side side) const {
+    return state_.at(slot * 2 + static_cast<std::size_t>(side_index(side)));
+  }
+  void refresh_scale(std::size_t slot, Side side);
+  double bankruptcy_offset(std::size_t slot, Side side, double scale) const;
+
+  CalibratorConfig cfg_;
+  std::vector<Mechanics> mech_;
+  std::vector<PriceKind> doc_kind_;
+  std::vector<CalibSide> state_;       // [slot * 2 + side_index]
+  std::vector<std::int64_t> mark_ts_;
+  std::vector<double> mark_px_;
+};
+
+const char* price_kind_name(PriceKind k) noexcept;
+const char* rate_source_name(RateSource s) noexcept;
+
+}  // namespace heatcore
