@@ -48,10 +48,13 @@ struct CalibratorConfig {
   double huber_c = 2.0;           // Huber threshold, in robust-scale units
   double sigma_floor = 2e-5;      // floor on the per-event spread of ln(reported / trigger)
   double max_n_eff = 2000.0;      // effective sample size saturates here (forgetting)
-  double scale_min = 0.25;        // plausible range of the rate scale; outside it the
-  double scale_max = 4.0;         // reported convention, not the rate, departs
+  double scale_min = 1.0 / 3.0;   // plausible range of the rate scale; outside it the
+  double scale_max = 3.0;         // reported convention, not the rate, departs
   double scale_prior_sd = 0.5;    // prior sd of ln(rate scale) around the registry's 1
-  double ref_leverage = 20.0;     // leverage at which the offset is inverted for the rate
+  // Leverage at which the offset is inverted for the rate (it matters for inverse and
+  // mm-at-entry formulas only): liquidated positions are mostly highly leveraged
+  // (BitMEX study, exchanges.md section 8: about 60x on average).
+  double ref_leverage = 50.0;
   double apply_rel = 0.01;        // re-place levels when the scale moved by this fraction
   std::uint32_t apply_every = 16; // ... checked every this many used events
   double depart_z = 4.0;          // |data - documented| / sd beyond this: "departs"
