@@ -400,8 +400,8 @@ def _unwrap(obj: Any, asset: str | None) -> tuple[list[Mapping[str, Any]], str |
                              f"expected exactly one for {asset}")
         return list(picks[0]["brackets"]), picks[0].get("symbol")
     sym_keys = ("symbol", "instFamily", "instId", "contract", "uly")
-    syms = {str(r.get(k)) for r in obj if isinstance(r, Mapping) for k in sym_keys if r.get(k)}
-    if asset is not None and len({base_asset(s) for s in syms}) > 1:
+    found = {str(r.get(k)) for r in obj if isinstance(r, Mapping) for k in sym_keys if r.get(k)}
+    if asset is not None and len({base_asset(s) for s in found}) > 1:
         obj = [r for r in obj if any(r.get(k) and base_asset(str(r[k])) == asset for k in sym_keys)]
         if not obj:
             raise ValueError(f"the download holds no rows for {asset}")
@@ -604,7 +604,7 @@ def _load() -> dict[str, Venue]:
         ranges = tuple((float(a), float(b), float(c)) for a, b, c in prior.get("ranges", ()))
         bands = prior.get("bands") or _bands_from_ranges(ranges, float(vals["max_leverage"]))
         tiers: dict[str, Mapping[str, Any]] = {}
-        path = resources.files("heatcore").joinpath("data", "tiers", f"{vid}.json")
+        path = resources.files("heatcore").joinpath("data").joinpath("tiers").joinpath(f"{vid}.json")
         if path.is_file():
             tiers.update(json.loads(path.read_text("utf-8"))["tables"])
         tiers["default"] = default_tier_table(float(vals["max_leverage"]))
