@@ -372,7 +372,7 @@ class Engine:
              "size_cap": {side: {"p99_usd", "median_usd", "max_usd", "n_eff",
                                  "max_leverage_at_p99"}},
              "level_sigma": {side: float},
-             "cross_margin": {"share": float, "distance": (lo, hi) | None,
+             "cross_margin": {"share": float, "distance": float,
                               "learned": False, "note": str},
              "events": {side: {"used": int, "no_reference": int}}}
 
@@ -387,7 +387,9 @@ class Engine:
         documented price kind (``bins``: the same in price bins at the venue's
         last price). ``std`` is the posterior standard deviation and ``n_eff`` the
         effective number of events behind it (0: the value is the prior).
-        Cross margin is a documented prior, never learned from liquidations: from
+        ``cross_margin`` is the registry's prior (share of open interest in cross
+        margin; ``distance``, the multiple of the isolated liquidation distance at
+        which such positions die), never learned from liquidations: from
         liquidation prices alone a cross-margined position dying far from entry
         cannot be told from a lower-leverage isolated one.
         """
@@ -432,10 +434,9 @@ class Engine:
             out["size_cap"][side] = dict(r["size"])
             out["level_sigma"][side] = float(r["level_sigma"])
             out["events"][side] = {"used": int(r["used"]), "no_reference": int(r["no_reference"])}
-        dist = getattr(spec, "cross_distance", None)
         out["cross_margin"] = {
-            "share": float(getattr(spec, "cross_share", 0.0) or 0.0),
-            "distance": tuple(dist) if dist is not None else None,
+            "share": float(spec.cross_share),
+            "distance": float(spec.cross_distance),
             "learned": False,
             "note": ("documented prior; not learned from liquidations (a cross position dying far "
                      "away is indistinguishable from a lower-leverage isolated one)"),
