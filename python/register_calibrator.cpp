@@ -40,6 +40,7 @@ py::dict side_dict(const hc::Engine& eng, std::size_t slot, hc::Side side) {
     py::dict d = estimate_dict(c.offset(slot, side, kind));
     d["events"] = loc.count();
     d["clipped"] = loc.clipped();
+    d["restarts"] = loc.restarts();
     d["spread"] = loc.sigma();
     by_kind[hc::price_kind_name(kind)] = d;
   }
@@ -66,6 +67,7 @@ void register_calibrator(py::module_& m) {
       .def_readwrite("fresh_ms", &hc::CalibratorConfig::fresh_ms)
       .def_readwrite("huber_c", &hc::CalibratorConfig::huber_c)
       .def_readwrite("sigma_floor", &hc::CalibratorConfig::sigma_floor)
+      .def_readwrite("systematic_sd", &hc::CalibratorConfig::systematic_sd)
       .def_readwrite("max_n_eff", &hc::CalibratorConfig::max_n_eff)
       .def_readwrite("scale_min", &hc::CalibratorConfig::scale_min)
       .def_readwrite("scale_max", &hc::CalibratorConfig::scale_max)

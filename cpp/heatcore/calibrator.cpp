@@ -53,6 +53,7 @@ void CalibratorConfig::validate() const {
   if (fresh_ms < 0) throw std::invalid_argument("calibrator: fresh_ms must be >= 0");
   if (!(huber_c > 0.5 && huber_c < 10.0)) throw std::invalid_argument("calibrator: huber_c must be in (0.5, 10)");
   if (!(sigma_floor > 0.0 && sigma_floor < 0.01)) throw std::invalid_argument("calibrator: sigma_floor must be in (0, 0.01)");
+  if (!(systematic_sd >= 0.0 && systematic_sd < 0.01)) throw std::invalid_argument("calibrator: systematic_sd must be in [0, 0.01)");
   if (!(max_n_eff >= RobustLocation::kWarm)) throw std::invalid_argument("calibrator: max_n_eff too small");
   if (!(scale_min > 0.0 && scale_min < 1.0 && scale_max > 1.0 && std::isfinite(scale_max)))
     throw std::invalid_argument("calibrator: need 0 < scale_min < 1 < scale_max");
@@ -84,7 +85,23 @@ void RobustLocation::add(double x, double max_n, double c, double sigma_floor) {
   const double sd = std::max(std::sqrt(s2_ / beta_), sigma_floor);
   const double r = x - mu_;
   const double psi = std::clamp(r, -c * sd, c * sd);
-  if (psi != r) ++clipped_;
+  if (psi != r) {
+    ++clipped_;
+    // A run of clipped residuals on one side is a level shift (a venue changed its
+    // tiers or its reports), not outliers: start over from the new level.
+    run_ = (run_ != 0 && (run_ > 0) == (r > 0)) ? run_ + (r > 0 ? 1 : -1) : (r > 0 ? 1 : -1);
+    if (std::abs(run_) >= kShiftRun) {
+      ++restarts_;
+      run_ = 0;
+      nw_ = 0;
+      const std::uint64_t keep = count_;
+      add(x, max_n, c, sigma_floor);
+      count_ = keep;
+      return;
+    }
+  } else {
+    run_ = 0;
+  }
   n_ = std::min(n_ + 1.0, max_n);
   mu_ += psi / n_;
   s2_ += (psi * psi - s2_) / n_;
@@ -210,7 +227,7 @@ Estimate Calibrator::offset(std::size_t slot, Side side, PriceKind kind) const {
     return e;
   }
   const double n = loc.n_eff();
-  const double var_d = loc.sigma() * loc.sigma() / n;
+  const double var_d = loc.sigma() * loc.sigma() / n + cfg_.systematic_sd * cfg_.systematic_sd;
   const double var_p = e.prior_sd * e.prior_sd;
   e.value = (loc.mean() / var_d + e.prior / var_p) / (1.0 / var_d + 1.0 / var_p);
   e.sd = std::sqrt(1.0 / (1.0 / var_d + 1.0 / var_p));
@@ -253,7 +270,8 @@ void Calibrator::refresh_scale(std::size_t slot, Side side) {
   const double h = 1e-4;
   const double slope = (bankruptcy_offset(slot, side, std::exp(ls + h)) -
                         bankruptcy_offset(slot, side, std::exp(ls - h))) / (2.0 * h);
-  const double se = best->sigma() / std::sqrt(best->n_eff());
+  const double se = std::sqrt(best->sigma() * best->sigma() / best->n_eff() +
+                              cfg_.systematic_sd * cfg_.systematic_sd);
   const double var_d = std::pow(se / std::max(std::abs(slope), 1e-12), 2);
   const double var_p = cfg_.scale_prior_sd * cfg_.scale_prior_sd;
   const double post = (ls / var_d) / (1.0 / var_d + 1.0 / var_p);  // prior mean ln(1) = 0

@@ -331,7 +331,7 @@ class Engine:
         """Change the Exchange Calibrator's settings; forgets its estimates.
 
         Names as in ``CalibratorConfig`` (``cpp/heatcore/calibrator.hpp``):
-        ``fresh_ms``, ``huber_c``, ``sigma_floor``, ``max_n_eff``, ``scale_min``,
+        ``fresh_ms``, ``huber_c``, ``sigma_floor``, ``systematic_sd``, ``max_n_eff``, ``scale_min``,
         ``scale_max``, ``scale_prior_sd``, ``ref_leverage``, ``apply_rel``,
         ``apply_every``, ``depart_z``.
         """
