@@ -17,7 +17,7 @@ from heatcore.sim import simulate
 from heatcore.venues import PRICE_KINDS, venue_id
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from reference_calibrator import RobustLocation  # noqa: E402
+from reference_calibrator import RobustLocation
 
 T0 = 1_767_225_600_000
 REF_LEV = 50.0
