@@ -116,7 +116,7 @@ def test_sampled_feeds_keep_one_per_second(small: SimResult) -> None:
         tsec = t["ts"] // 1000
         assert np.unique(tsec).size == secs.size
         assert t.size > secs.size  # sampling really dropped events
-        for s, ts in zip(secs[:50], liq["ts"][:50]):
+        for s, ts in zip(secs[:50], liq["ts"][:50], strict=False):
             assert ts == t["ts"][tsec == s].max()
 
 
@@ -224,9 +224,9 @@ def test_stale_rate_venue_liquidates_at_true_rate(small: SimResult) -> None:
     mech = hv.get_venue("htx").mechanics(small.symbol)
     ratio = liq["trigger"][sel] / liq["entry"][sel]
     true = np.array([mech.liquidation_ratio(int(s), float(lev), 1.6)
-                     for s, lev in zip(liq["side"][sel], liq["leverage"][sel])])
+                     for s, lev in zip(liq["side"][sel], liq["leverage"][sel], strict=False)])
     documented = np.array([mech.liquidation_ratio(int(s), float(lev), 1.0)
-                           for s, lev in zip(liq["side"][sel], liq["leverage"][sel])])
+                           for s, lev in zip(liq["side"][sel], liq["leverage"][sel], strict=False)])
     np.testing.assert_allclose(ratio, true, rtol=1e-12)
     # a stale table is a measurable difference: the true level sits closer to entry
     assert np.all(np.abs(true - 1) < np.abs(documented - 1))
@@ -271,7 +271,7 @@ def test_cross_margin_dies_farther(small: SimResult) -> None:
     assert cross.size > 10 and iso.size > 10
     mech = hv.get_venue("hyperliquid").mechanics(small.symbol)
     d_iso = np.array([abs(mech.liquidation_ratio(int(s), float(L)) - 1)
-                      for s, L in zip(cross["side"], cross["leverage"])])
+                      for s, L in zip(cross["side"], cross["leverage"], strict=False)])
     d_real = np.abs(cross["trigger"] / cross["entry"] - 1)
     assert np.all(d_real >= 1.5 * d_iso - 1e-12) and np.all(d_real <= 3.0 * d_iso + 1e-12)
     # no cross legs where the truth says none

@@ -458,7 +458,7 @@ class _Market:
         self.rate_scale = {n: float(cfg.rate_scale.get(n, 1.0)) for n in self.names}
         self.cross_share = {n: float(cfg.cross_share.get(n, 0.0)) for n in self.names}
         self.convention = {}
-        for n, v in zip(self.names, self.reg):
+        for n, v in zip(self.names, self.reg, strict=False):
             reg = v.reported_price if v.reported_price in _CONVENTIONS else "trade"
             self.convention[n] = cfg.report_convention.get(n, reg)
         self.conv_idx = np.array([_CONVENTIONS.index(self.convention[n]) for n in self.names])
@@ -471,7 +471,7 @@ class _Market:
         mixes: dict[tuple[str, int], list] = {}
         self.mix_now = np.zeros((V, 2, _NT))
         start_ms = cfg.start_ts_ms
-        for vi, (n, v) in enumerate(zip(self.names, self.reg)):
+        for vi, (n, v) in enumerate(zip(self.names, self.reg, strict=False)):
             prior = np.asarray(v.prior_bands, dtype=float)
             prior = prior / prior.sum()
             override = (cfg.mixes or {}).get(n)
@@ -513,7 +513,7 @@ class _Market:
         self.ratio = np.ones((V, 2, _NT))
         self.bk_ratio = np.ones((V, 2, _NT))
         inv_l = 1.0 / _TIERS
-        for vi, (n, v) in enumerate(zip(self.names, self.reg)):
+        for vi, (n, v) in enumerate(zip(self.names, self.reg, strict=False)):
             mech = v.mechanics(cfg.symbol)
             for s, sign in enumerate((1, -1)):
                 for t, lev in enumerate(_TIERS):
