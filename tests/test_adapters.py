@@ -97,10 +97,16 @@ def test_fixture(venue, case):
 
 
 def test_batch_keeps_good_items_in_lenient_mode():
-    msg = {"topic": "allLiquidation.BTCUSDT", "type": "snapshot", "ts": 1767225600500, "data": [
-        {"T": 1767225600431, "s": "BTCUSDT", "S": "Buy", "v": "0.120", "p": "86890.50"},
-        {"T": 1767225600432, "s": "BTCUSDT", "S": "Up", "v": "0.5", "p": "86890.50"},
-        {"T": 1767225600433, "s": "BTCUSDT", "S": "Sell", "v": "0.5", "p": "87000"}]}
+    msg = {
+        "topic": "allLiquidation.BTCUSDT",
+        "type": "snapshot",
+        "ts": 1767225600500,
+        "data": [
+            {"T": 1767225600431, "s": "BTCUSDT", "S": "Buy", "v": "0.120", "p": "86890.50"},
+            {"T": 1767225600432, "s": "BTCUSDT", "S": "Up", "v": "0.5", "p": "86890.50"},
+            {"T": 1767225600433, "s": "BTCUSDT", "S": "Sell", "v": "0.5", "p": "87000"},
+        ],
+    }
     with pytest.raises(AdapterError):
         Parser("bybit").parse(msg)
     p = Parser("bybit")
@@ -111,9 +117,24 @@ def test_batch_keeps_good_items_in_lenient_mode():
 
 
 def test_instrument_table_is_per_parser_and_extensible():
-    msg = {"arg": {"channel": "liquidation-orders", "instType": "SWAP"}, "data": [
-        {"instId": "PEPE-USDT-SWAP", "instType": "SWAP", "details": [
-            {"side": "buy", "posSide": "net", "bkPx": "0.00001", "sz": "3", "ts": "1767225600250"}]}]}
+    msg = {
+        "arg": {"channel": "liquidation-orders", "instType": "SWAP"},
+        "data": [
+            {
+                "instId": "PEPE-USDT-SWAP",
+                "instType": "SWAP",
+                "details": [
+                    {
+                        "side": "buy",
+                        "posSide": "net",
+                        "bkPx": "0.00001",
+                        "sz": "3",
+                        "ts": "1767225600250",
+                    }
+                ],
+            }
+        ],
+    }
     with pytest.raises(AdapterError) as info:
         adapters.parse("okx", msg)
     assert info.value.reason == "unknown_instrument"
@@ -134,8 +155,12 @@ def test_instrument_table_is_per_parser_and_extensible():
 
 def test_symbol_filter_counts_other_symbols():
     p = Parser("bybit", symbols=["BTCUSDT"])
-    msg = {"topic": "allLiquidation.ETHUSDT", "type": "snapshot", "ts": 1767225600500,
-           "data": [{"T": 1767225600431, "s": "ETHUSDT", "S": "Buy", "v": "1", "p": "3000"}]}
+    msg = {
+        "topic": "allLiquidation.ETHUSDT",
+        "type": "snapshot",
+        "ts": 1767225600500,
+        "data": [{"T": 1767225600431, "s": "ETHUSDT", "S": "Buy", "v": "1", "p": "3000"}],
+    }
     assert p.parse(msg) == []
     assert p.skipped == {"other_symbol": 1}
 
@@ -153,9 +178,11 @@ def test_unknown_venue_and_types():
 
 
 def test_bytes_and_str_give_same_records():
-    raw = ('{"e":"forceOrder","E":1767225600123,"o":{"s":"BTCUSDT","S":"SELL","o":"LIMIT",'
-           '"f":"IOC","q":"0.250","p":"86950.10","ap":"87012.40","X":"FILLED","l":"0.250",'
-           '"z":"0.250","T":1767225600120}}')
+    raw = (
+        '{"e":"forceOrder","E":1767225600123,"o":{"s":"BTCUSDT","S":"SELL","o":"LIMIT",'
+        '"f":"IOC","q":"0.250","p":"86950.10","ap":"87012.40","X":"FILLED","l":"0.250",'
+        '"z":"0.250","T":1767225600120}}'
+    )
     a = adapters.parse("binance", raw)
     b = adapters.parse("binance", raw.encode())
     c = adapters.parse("binance", json.loads(raw))
@@ -164,6 +191,7 @@ def test_bytes_and_str_give_same_records():
 
 def test_native_symbols_parse_back_to_the_base_asset():
     from heatcore.venues import base_asset
+
     for venue in adapters.ADAPTERS:
         assert base_asset(adapters.native_symbol(venue, "BTC")) == "BTC", venue
         assert base_asset(adapters.native_symbol(venue, "ETH")) == "ETH", venue
@@ -176,13 +204,30 @@ def test_recorded_okx_file_matches_adapter_notional():
     if not path.exists():
         pytest.skip("shared recording not available")
     with path.open() as fh:
-        rec = next(r for r in map(json.loads, fh) if r["kind"] == "liquidation"
-                   and r["symbol"].startswith("SOL"))
+        rec = next(
+            r
+            for r in map(json.loads, fh)
+            if r["kind"] == "liquidation" and r["symbol"].startswith("SOL")
+        )
     sz = rec["notional_usd"] / rec["price"]  # ctVal 1: contracts = coins
-    msg = {"arg": {"channel": "liquidation-orders", "instType": "SWAP"}, "data": [
-        {"instId": "SOL-USDT-SWAP", "instType": "SWAP", "details": [
-            {"side": "sell" if rec["side"] == "long" else "buy", "posSide": "net",
-             "bkPx": str(rec["price"]), "sz": str(round(sz, 6)), "ts": str(rec["ts"])}]}]}
+    msg = {
+        "arg": {"channel": "liquidation-orders", "instType": "SWAP"},
+        "data": [
+            {
+                "instId": "SOL-USDT-SWAP",
+                "instType": "SWAP",
+                "details": [
+                    {
+                        "side": "sell" if rec["side"] == "long" else "buy",
+                        "posSide": "net",
+                        "bkPx": str(rec["price"]),
+                        "sz": str(round(sz, 6)),
+                        "ts": str(rec["ts"]),
+                    }
+                ],
+            }
+        ],
+    }
     [got] = adapters.parse("okx", msg)
     assert got["side"] == rec["side"] and got["price"] == rec["price"]
     assert math.isclose(got["notional_usd"], rec["notional_usd"], rel_tol=1e-6)

@@ -17,16 +17,44 @@ from heatcore.adapters import ADAPTERS, AdapterError, Parser
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adapters"
 VENUES = sorted(ADAPTERS)
-SEEDS = {v: [m for c in json.loads((FIXTURES / f"{v}.json").read_text())["cases"]
-             for m in c["messages"]] for v in VENUES}
+SEEDS = {
+    v: [m for c in json.loads((FIXTURES / f"{v}.json").read_text())["cases"] for m in c["messages"]]
+    for v in VENUES
+}
 
-scalars = (st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70)
-           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
-           | st.sampled_from(["pos", "sell", "buy", "Buy", "Sell", "A", "B", "T", "MT", "LIQUIDATED",
-                              "liquidation", "0", "1767225600123", "-1", "NaN", "1e400", "hb"]))
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from(
+        [
+            "pos",
+            "sell",
+            "buy",
+            "Buy",
+            "Sell",
+            "A",
+            "B",
+            "T",
+            "MT",
+            "LIQUIDATED",
+            "liquidation",
+            "0",
+            "1767225600123",
+            "-1",
+            "NaN",
+            "1e400",
+            "hb",
+        ]
+    )
+)
 json_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=10), inner, max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=10), inner, max_size=6)
+    ),
     max_leaves=25,
 )
 

@@ -1,11 +1,11 @@
 """Venue adapters: native exchange messages -> normalized records (DESIGN.md).
 
 >>> from heatcore import adapters
->>> adapters.parse("bybit", '{"topic":"allLiquidation.BTCUSDT","type":"snapshot",'
+>>> [rec] = adapters.parse("bybit", '{"topic":"allLiquidation.BTCUSDT","type":"snapshot",'
 ...     '"ts":1767225600500,"data":[{"T":1767225600431,"s":"BTCUSDT","S":"Buy",'
-...     '"v":"0.120","p":"86890.50"}]}')  # doctest: +NORMALIZE_WHITESPACE
-[{'ts': 1767225600431, 'venue': 'bybit', 'symbol': 'BTCUSDT', 'kind': 'liquidation',
-  'side': 'long', 'price': 86890.5, 'notional_usd': 10426.86, 'price_kind': 'bankruptcy'}]
+...     '"v":"0.120","p":"86890.50"}]}')
+>>> rec["side"], rec["price"], rec["price_kind"], round(rec["notional_usd"], 2)
+('long', 86890.5, 'bankruptcy', 10426.86)
 
 One module per venue family (``binance`` covers USD-M and COIN-M), each a pure
 function of a per-connection :class:`Context`; no module-level mutable state.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from types import ModuleType
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Union
 
 from . import binance, bitfinex, bitmex, bybit, deribit, dydx, gate, htx, hyperliquid, kraken, okx
 from ._base import DEFAULT_INSTRUMENTS, AdapterError, Context, Instrument, InstrumentTable, decode
@@ -42,8 +42,13 @@ ADAPTERS: dict[str, ModuleType] = {
     m.VENUE: m
     for m in (binance, bybit, okx, gate, bitmex, deribit, htx, bitfinex, kraken, dydx, hyperliquid)
 }
-_ALIASES = {"binanceusdm": "binance", "binancecoinm": "binance", "krakenfutures": "kraken",
-            "huobi": "htx", "dydxv4": "dydx"}
+_ALIASES = {
+    "binanceusdm": "binance",
+    "binancecoinm": "binance",
+    "krakenfutures": "kraken",
+    "huobi": "htx",
+    "dydxv4": "dydx",
+}
 
 Message = Union[str, bytes, bytearray, dict, list]
 
@@ -53,8 +58,10 @@ def _resolve(venue: str) -> ModuleType:
     try:
         return ADAPTERS[name]
     except (KeyError, TypeError):
-        raise AdapterError("unknown_venue", f"no adapter for venue {venue!r}; "
-                           f"adapters exist for {', '.join(ADAPTERS)}") from None
+        raise AdapterError(
+            "unknown_venue",
+            f"no adapter for venue {venue!r}; adapters exist for {', '.join(ADAPTERS)}",
+        ) from None
 
 
 class Parser:
@@ -88,14 +95,22 @@ class Parser:
         Refused messages or batch items by :attr:`AdapterError.reason` (``feed`` only).
     """
 
-    def __init__(self, venue: str, *, instruments: Optional[Iterable[Instrument]] = None,
-                 symbols: Union[Iterable[str], Callable[[str], bool], None] = None,
-                 user: Optional[str] = None,
-                 loads: Optional[Callable[[Any], Any]] = None) -> None:
+    def __init__(
+        self,
+        venue: str,
+        *,
+        instruments: Iterable[Instrument] | None = None,
+        symbols: Union[Iterable[str], Callable[[str], bool], None] = None,
+        user: str | None = None,
+        loads: Callable[[Any], Any] | None = None,
+    ) -> None:
         self._module = _resolve(venue)
         self.venue: str = self._module.VENUE
-        table = instruments if isinstance(instruments, InstrumentTable) else \
-            InstrumentTable(instruments or ())
+        table = (
+            instruments
+            if isinstance(instruments, InstrumentTable)
+            else InstrumentTable(instruments or ())
+        )
         if symbols is None or callable(symbols):
             pred = symbols
         else:
@@ -124,7 +139,7 @@ class Parser:
         """Last price seen per native symbol (used to convert coin/contract OI to USD)."""
         return self._ctx.last_price
 
-    def parse(self, message: Message, recv_ts_ms: Optional[int] = None) -> list[dict[str, Any]]:
+    def parse(self, message: Message, recv_ts_ms: int | None = None) -> list[dict[str, Any]]:
         """Parse one native message strictly.
 
         Parameters
@@ -148,7 +163,7 @@ class Parser:
         """
         return self._run(message, recv_ts_ms, lenient=False)
 
-    def feed(self, message: Message, recv_ts_ms: Optional[int] = None) -> list[dict[str, Any]]:
+    def feed(self, message: Message, recv_ts_ms: int | None = None) -> list[dict[str, Any]]:
         """Like :meth:`parse`, but a bad message (or a bad item of a batch) is
         counted in :attr:`errors` by reason and dropped; good items of the same
         batch are kept. Never raises :class:`AdapterError`."""
@@ -158,7 +173,7 @@ class Parser:
             self._ctx.error(e)
             return []
 
-    def _run(self, message: Message, recv_ts_ms: Optional[int], lenient: bool) -> list[dict[str, Any]]:
+    def _run(self, message: Message, recv_ts_ms: int | None, lenient: bool) -> list[dict[str, Any]]:
         self.messages += 1
         ctx = self._ctx
         ctx.lenient = lenient
@@ -170,13 +185,23 @@ class Parser:
 
     def counters(self) -> dict[str, Any]:
         """Snapshot of the counters (for logs and live stats)."""
-        return {"venue": self.venue, "messages": self.messages, "records": self.records,
-                "skipped": dict(self.skipped), "errors": dict(self.errors)}
+        return {
+            "venue": self.venue,
+            "messages": self.messages,
+            "records": self.records,
+            "skipped": dict(self.skipped),
+            "errors": dict(self.errors),
+        }
 
 
-def parse(venue: str, message: Message, *, recv_ts_ms: Optional[int] = None,
-          instruments: Optional[Iterable[Instrument]] = None,
-          user: Optional[str] = None) -> list[dict[str, Any]]:
+def parse(
+    venue: str,
+    message: Message,
+    *,
+    recv_ts_ms: int | None = None,
+    instruments: Iterable[Instrument] | None = None,
+    user: str | None = None,
+) -> list[dict[str, Any]]:
     """Parse one native message of ``venue`` into normalized records (strict).
 
     A fresh :class:`Parser` is used, so nothing carries over between calls:

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 __all__ = [
     "DEFAULT_INSTRUMENTS",
@@ -41,7 +41,7 @@ class AdapterError(ValueError):
         The venue whose message failed.
     """
 
-    def __init__(self, reason: str, message: str, venue: Optional[str] = None):
+    def __init__(self, reason: str, message: str, venue: str | None = None):
         super().__init__(f"{venue}: {message}" if venue else message)
         self.reason = reason
         self.venue = venue
@@ -75,8 +75,11 @@ class Instrument:
     source: str = ""
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.contract_size, (int, float)) and math.isfinite(self.contract_size)
-                and self.contract_size > 0):
+        if not (
+            isinstance(self.contract_size, (int, float))
+            and math.isfinite(self.contract_size)
+            and self.contract_size > 0
+        ):
             raise ValueError(f"{self.venue}:{self.symbol}: contract_size must be finite and > 0")
 
     def notional_usd(self, contracts: float, price: float) -> float:
@@ -122,7 +125,7 @@ class InstrumentTable:
 
     def __init__(self, instruments: Iterable[Instrument] = (), *, defaults: bool = True) -> None:
         self._table: dict[tuple[str, str], Instrument] = {}
-        for inst in (DEFAULT_INSTRUMENTS if defaults else ()):
+        for inst in DEFAULT_INSTRUMENTS if defaults else ():
             self.add(inst)
         for inst in instruments:
             self.add(inst)
@@ -133,7 +136,7 @@ class InstrumentTable:
             raise TypeError("expected a heatcore.adapters.Instrument")
         self._table[(instrument.venue, instrument.symbol.upper())] = instrument
 
-    def find(self, venue: str, symbol: str) -> Optional[Instrument]:
+    def find(self, venue: str, symbol: str) -> Instrument | None:
         """The entry for ``(venue, symbol)`` or None."""
         return self._table.get((venue, symbol.upper()))
 
@@ -141,9 +144,12 @@ class InstrumentTable:
         """The entry for ``(venue, symbol)``; :class:`AdapterError` if unknown."""
         inst = self.find(venue, symbol)
         if inst is None:
-            raise AdapterError("unknown_instrument",
-                               f"no contract size for {symbol!r}; add a heatcore.adapters.Instrument "
-                               "(never guessed)", venue)
+            raise AdapterError(
+                "unknown_instrument",
+                f"no contract size for {symbol!r}; add a heatcore.adapters.Instrument "
+                "(never guessed)",
+                venue,
+            )
         return inst
 
     def __iter__(self):  # type: ignore[no-untyped-def]
@@ -164,11 +170,26 @@ class Context:
     (channel ids, dedupe windows) and the skip counters.
     """
 
-    __slots__ = ("_recv_ts", "cache", "errors", "instruments", "last_price", "lenient",
-                 "skipped", "symbols", "user", "venue")
+    __slots__ = (
+        "_recv_ts",
+        "cache",
+        "errors",
+        "instruments",
+        "last_price",
+        "lenient",
+        "skipped",
+        "symbols",
+        "user",
+        "venue",
+    )
 
-    def __init__(self, venue: str, instruments: InstrumentTable,
-                 symbols: Optional[Callable[[str], bool]] = None, user: Optional[str] = None):
+    def __init__(
+        self,
+        venue: str,
+        instruments: InstrumentTable,
+        symbols: Callable[[str], bool] | None = None,
+        user: str | None = None,
+    ):
         self.venue = venue
         self.instruments = instruments
         self.symbols = symbols
@@ -178,7 +199,7 @@ class Context:
         self.skipped: dict[str, int] = {}
         self.errors: dict[str, int] = {}
         self.lenient = False
-        self._recv_ts: Optional[int] = None
+        self._recv_ts: int | None = None
 
     # -- counters -----------------------------------------------------------
     def skip(self, reason: str) -> None:
@@ -219,11 +240,13 @@ class Context:
 
     def price_record(self, out: list[Record], ts: int, symbol: str, price: float) -> None:
         self.last_price[symbol] = price
-        out.append({"ts": ts, "venue": self.venue, "symbol": symbol, "kind": "price",
-                    "price": price})
+        out.append(
+            {"ts": ts, "venue": self.venue, "symbol": symbol, "kind": "price", "price": price}
+        )
 
-    def oi_record(self, out: list[Record], ts: int, symbol: str, oi_usd: Optional[float],
-                  price: Optional[float]) -> None:
+    def oi_record(
+        self, out: list[Record], ts: int, symbol: str, oi_usd: float | None, price: float | None
+    ) -> None:
         """Append an OI record. A missing, zero or negative reading is a gap:
         counted and dropped, never reported as "open interest fell to 0"."""
         if oi_usd is None:
@@ -232,19 +255,40 @@ class Context:
         if not oi_usd > 0:
             self.skip("oi_zero")
             return
-        rec: Record = {"ts": ts, "venue": self.venue, "symbol": symbol, "kind": "oi",
-                       "oi_usd": oi_usd}
+        rec: Record = {
+            "ts": ts,
+            "venue": self.venue,
+            "symbol": symbol,
+            "kind": "oi",
+            "oi_usd": oi_usd,
+        }
         if price is not None:
             rec["price"] = price
         out.append(rec)
 
-    def liquidation(self, out: list[Record], ts: int, symbol: str, side: str, price: float,
-                    notional: float, price_kind: str, sampled: bool) -> None:
+    def liquidation(
+        self,
+        out: list[Record],
+        ts: int,
+        symbol: str,
+        side: str,
+        price: float,
+        notional: float,
+        price_kind: str,
+        sampled: bool,
+    ) -> None:
         if not notional > 0:
             raise self.fail("bad_size", f"liquidation of {symbol} with notional {notional!r}")
-        rec: Record = {"ts": ts, "venue": self.venue, "symbol": symbol, "kind": "liquidation",
-                       "side": side, "price": price, "notional_usd": notional,
-                       "price_kind": price_kind}
+        rec: Record = {
+            "ts": ts,
+            "venue": self.venue,
+            "symbol": symbol,
+            "kind": "liquidation",
+            "side": side,
+            "price": price,
+            "notional_usd": notional,
+            "price_kind": price_kind,
+        }
         if sampled:
             rec["sampled"] = True
         out.append(rec)
@@ -290,7 +334,7 @@ class Context:
             raise self.fail("bad_number", f"{what} must be > 0, got {x!r}")
         return v
 
-    def opt_num(self, x: Any, what: str) -> Optional[float]:
+    def opt_num(self, x: Any, what: str) -> float | None:
         """None for a missing/empty field, else a finite number (may be 0)."""
         if x is None or x == "":
             return None
@@ -341,4 +385,3 @@ def decode(message: Any, venue: str, loads: Callable[[Any], Any] = json.loads) -
     if isinstance(message, (Mapping, list)):
         return message
     raise AdapterError("malformed", f"unsupported message type {type(message).__name__}", venue)
-

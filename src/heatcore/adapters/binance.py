@@ -67,8 +67,9 @@ def _mark(ctx: Context, msg: Any, out: list[Record]) -> None:
 def _agg_trade(ctx: Context, msg: Any, out: list[Record]) -> None:
     symbol = ctx.text(msg.get("s"), "s")
     if ctx.wanted(symbol):
-        ctx.price_record(out, ctx.ts_ms(msg.get("T", msg.get("E")), "T"), symbol,
-                         ctx.num(msg.get("p"), "p"))
+        ctx.price_record(
+            out, ctx.ts_ms(msg.get("T", msg.get("E")), "T"), symbol, ctx.num(msg.get("p"), "p")
+        )
 
 
 def _open_interest(ctx: Context, msg: Any, out: list[Record]) -> None:
@@ -82,8 +83,9 @@ def _open_interest(ctx: Context, msg: Any, out: list[Record]) -> None:
         ctx.oi_record(out, ts, symbol, oi, price)
         return
     if _is_coinm(symbol):
-        ctx.oi_record(out, ts, symbol, ctx.instruments.get(VENUE, symbol).notional_usd(oi, 0.0),
-                      price)
+        ctx.oi_record(
+            out, ts, symbol, ctx.instruments.get(VENUE, symbol).notional_usd(oi, 0.0), price
+        )
     elif price is None:
         # USD-M OI is in coins; without a price of our own we cannot convert it.
         ctx.skip("oi_no_price")

@@ -25,7 +25,9 @@ VENUE = "bitfinex"
 def _liq_row(ctx: Context, row: Any, out: list[Record]) -> None:
     row = ctx.arr(row, "liquidation row")
     if len(row) < 12 or row[0] != "pos":
-        raise ctx.fail("malformed", f"liquidation row needs 12 fields starting with 'pos', got {len(row)}")
+        raise ctx.fail(
+            "malformed", f"liquidation row needs 12 fields starting with 'pos', got {len(row)}"
+        )
     pos_id = row[1]
     if isinstance(pos_id, bool) or not isinstance(pos_id, (int, str)):
         raise ctx.fail("malformed", f"POS_ID {pos_id!r}")
@@ -66,7 +68,13 @@ def _deriv(ctx: Context, key: str, row: Any, out: list[Record]) -> None:
 
 
 def _is_liq_rows(x: Any) -> bool:
-    return isinstance(x, list) and bool(x) and isinstance(x[0], list) and bool(x[0]) and x[0][0] == "pos"
+    return (
+        isinstance(x, list)
+        and bool(x)
+        and isinstance(x[0], list)
+        and bool(x[0])
+        and x[0][0] == "pos"
+    )
 
 
 def parse(ctx: Context, msg: Any) -> list[Record]:

@@ -51,8 +51,16 @@ def _all_liq(ctx: Context, row: Any, out: list[Record]) -> None:
     ts = ctx.ts_ms(row.get("T"), "T")
     price = ctx.num(row.get("p"), "p")
     size = ctx.num(row.get("v"), "v")
-    ctx.liquidation(out, ts, symbol, side, price, _instrument(ctx, symbol).notional_usd(size, price),
-                    "bankruptcy", sampled=False)
+    ctx.liquidation(
+        out,
+        ts,
+        symbol,
+        side,
+        price,
+        _instrument(ctx, symbol).notional_usd(size, price),
+        "bankruptcy",
+        sampled=False,
+    )
 
 
 def _legacy_liq(ctx: Context, row: Any, out: list[Record]) -> None:
@@ -64,8 +72,16 @@ def _legacy_liq(ctx: Context, row: Any, out: list[Record]) -> None:
     ts = ctx.ts_ms(row.get("updatedTime"), "updatedTime")
     price = ctx.num(row.get("price"), "price")
     size = ctx.num(row.get("size"), "size")
-    ctx.liquidation(out, ts, symbol, side, price, _instrument(ctx, symbol).notional_usd(size, price),
-                    "bankruptcy", sampled=True)
+    ctx.liquidation(
+        out,
+        ts,
+        symbol,
+        side,
+        price,
+        _instrument(ctx, symbol).notional_usd(size, price),
+        "bankruptcy",
+        sampled=True,
+    )
 
 
 def _ticker(ctx: Context, msg: Any, out: list[Record]) -> None:
@@ -83,10 +99,13 @@ def _ticker(ctx: Context, msg: Any, out: list[Record]) -> None:
         # Inverse: openInterest counts USD contracts; openInterestValue is in coin.
         if "openInterest" in data:
             oi = ctx.opt_num(data.get("openInterest"), "openInterest")
-            ctx.oi_record(out, ts, symbol, None if oi is None else inst.notional_usd(oi, 0.0), price)
+            ctx.oi_record(
+                out, ts, symbol, None if oi is None else inst.notional_usd(oi, 0.0), price
+            )
     elif "openInterestValue" in data:
-        ctx.oi_record(out, ts, symbol, ctx.opt_num(data.get("openInterestValue"),
-                                                    "openInterestValue"), price)
+        ctx.oi_record(
+            out, ts, symbol, ctx.opt_num(data.get("openInterestValue"), "openInterestValue"), price
+        )
     elif "openInterest" in data:
         oi = ctx.opt_num(data.get("openInterest"), "openInterest")
         if oi is not None and oi > 0 and price is None:
@@ -111,7 +130,9 @@ def parse(ctx: Context, msg: Any) -> list[Record]:
             raise ctx.fail("unknown_message", f"unsupported topic {topic[:60]!r}")
     elif "op" in msg and ("success" in msg or "ret_msg" in msg):
         if msg.get("success") is False:
-            raise ctx.fail("venue_error", f"{msg.get('op')!r} failed: {str(msg.get('ret_msg'))[:80]}")
+            raise ctx.fail(
+                "venue_error", f"{msg.get('op')!r} failed: {str(msg.get('ret_msg'))[:80]}"
+            )
         ctx.skip("heartbeat" if msg.get("op") in ("ping", "pong") else "ack")
     else:
         raise ctx.fail("unknown_message", "message without topic")

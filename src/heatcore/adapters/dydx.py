@@ -37,13 +37,23 @@ def _trade(ctx: Context, market: str, t: Any, out: list[Record]) -> None:
     ts = ctx.iso_ms(t.get("createdAt"), "createdAt")
     price = ctx.num(t.get("price"), "price")
     size = ctx.num(t.get("size"), "size")
-    ctx.liquidation(out, ts, market, "long" if s == "SELL" else "short", price, size * price,
-                    "trade", sampled=False)
+    ctx.liquidation(
+        out,
+        ts,
+        market,
+        "long" if s == "SELL" else "short",
+        price,
+        size * price,
+        "trade",
+        sampled=False,
+    )
 
 
 def _trades(ctx: Context, market: str, contents: Any, out: list[Record]) -> None:
     contents = ctx.obj(contents, "contents")
-    ctx.each(ctx.arr(contents.get("trades"), "contents.trades"), lambda t: _trade(ctx, market, t, out))
+    ctx.each(
+        ctx.arr(contents.get("trades"), "contents.trades"), lambda t: _trade(ctx, market, t, out)
+    )
 
 
 def _markets(ctx: Context, contents: Any, out: list[Record]) -> None:
@@ -55,7 +65,9 @@ def _markets(ctx: Context, contents: Any, out: list[Record]) -> None:
                 continue
             row = ctx.obj(row, "oraclePrices[]")
             ts = ctx.iso_ms(row["effectiveAt"]) if "effectiveAt" in row else ctx.recv_ts()
-            ctx.price_record(out, ts, market, ctx.num(row.get("price", row.get("oraclePrice")), "price"))
+            ctx.price_record(
+                out, ts, market, ctx.num(row.get("price", row.get("oraclePrice")), "price")
+            )
     trading = contents.get("trading", contents.get("markets"))
     if trading is None:
         return
@@ -96,7 +108,9 @@ def parse(ctx: Context, msg: Any) -> list[Record]:
         if not ctx.wanted(market):
             return out
         if kind == "channel_batch_data":
-            ctx.each(ctx.arr(msg.get("contents"), "contents"), lambda c: _trades(ctx, market, c, out))
+            ctx.each(
+                ctx.arr(msg.get("contents"), "contents"), lambda c: _trades(ctx, market, c, out)
+            )
         else:
             _trades(ctx, market, msg.get("contents"), out)
     elif channel == "v4_markets":

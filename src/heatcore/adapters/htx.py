@@ -97,13 +97,17 @@ def parse(ctx: Context, msg: Any) -> list[Record]:
             return out
         tick = ctx.obj(msg.get("tick"), "tick")
         if ".mark_price.kline." in ch:
-            ctx.price_record(out, ctx.ts_ms(msg.get("ts"), "ts"), code, ctx.num(tick.get("close"), "close"))
+            ctx.price_record(
+                out, ctx.ts_ms(msg.get("ts"), "ts"), code, ctx.num(tick.get("close"), "close")
+            )
         elif ch.endswith(".trade.detail"):
             trades = ctx.arr(tick.get("data"), "tick.data")
             if not trades:
                 raise ctx.fail("malformed", "empty trade batch")
             last = ctx.obj(trades[-1], "tick.data[-1]")
-            ctx.price_record(out, ctx.ts_ms(last.get("ts"), "ts"), code, ctx.num(last.get("price"), "price"))
+            ctx.price_record(
+                out, ctx.ts_ms(last.get("ts"), "ts"), code, ctx.num(last.get("price"), "price")
+            )
         else:
             raise ctx.fail("unknown_message", f"unsupported channel {ch[:50]!r}")
         return out

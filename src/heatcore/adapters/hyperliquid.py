@@ -17,14 +17,14 @@ is checked against it. Price: the fill price (``"trade"``); sizes are coin.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from ._base import Context, Record
 
 VENUE = "hyperliquid"
 
 
-def _fill(ctx: Context, user: Optional[str], f: Any, out: list[Record]) -> None:
+def _fill(ctx: Context, user: str | None, f: Any, out: list[Record]) -> None:
     f = ctx.obj(f, "fill")
     liq = f.get("liquidation")
     if liq is None:
@@ -79,8 +79,12 @@ def _meta_and_ctxs(ctx: Context, msg: list, out: list[Record]) -> None:
     if len(universe) != len(ctxs):
         raise ctx.fail("malformed", "universe and assetCtxs differ in length")
     ts = ctx.recv_ts()
-    ctx.each(list(zip(universe, ctxs)), lambda uc: _ctx_row(
-        ctx, ctx.text(ctx.obj(uc[0], "universe[]").get("name"), "name"), uc[1], ts, out))
+    ctx.each(
+        list(zip(universe, ctxs)),
+        lambda uc: _ctx_row(
+            ctx, ctx.text(ctx.obj(uc[0], "universe[]").get("name"), "name"), uc[1], ts, out
+        ),
+    )
 
 
 def parse(ctx: Context, msg: Any) -> list[Record]:

@@ -38,8 +38,9 @@ def _trade(ctx: Context, t: Any, out: list[Record]) -> None:
     price = ctx.num(t.get("price"), "price")
     qty = ctx.num(t.get("qty"), "qty")
     notional = qty if _inverse(pid) else qty * price
-    ctx.liquidation(out, ts, pid, "long" if s == "sell" else "short", price, notional, "trade",
-                    sampled=False)
+    ctx.liquidation(
+        out, ts, pid, "long" if s == "sell" else "short", price, notional, "trade", sampled=False
+    )
 
 
 def _ticker(ctx: Context, t: Any, out: list[Record]) -> None:

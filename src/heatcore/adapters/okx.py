@@ -53,15 +53,18 @@ def _liq_item(ctx: Context, item: Any, out: list[Record]) -> None:
     if inst_type not in ("SWAP", "FUTURES", "MARGIN"):
         ctx.skip("unsupported_inst_type")
         return
-    ctx.each(ctx.arr(item.get("details"), "details"), lambda d: _detail(ctx, inst_id, inst_type, d, out))
+    ctx.each(
+        ctx.arr(item.get("details"), "details"), lambda d: _detail(ctx, inst_id, inst_type, d, out)
+    )
 
 
 def _mark(ctx: Context, item: Any, out: list[Record]) -> None:
     item = ctx.obj(item, "data[]")
     inst_id = ctx.text(item.get("instId"), "instId")
     if ctx.wanted(inst_id):
-        ctx.price_record(out, ctx.ts_ms(item.get("ts"), "ts"), inst_id,
-                         ctx.num(item.get("markPx"), "markPx"))
+        ctx.price_record(
+            out, ctx.ts_ms(item.get("ts"), "ts"), inst_id, ctx.num(item.get("markPx"), "markPx")
+        )
 
 
 def _oi(ctx: Context, item: Any, out: list[Record]) -> None:
@@ -111,7 +114,9 @@ def parse(ctx: Context, msg: Any) -> list[Record]:
         return out
     if "code" in msg and "data" in msg:  # REST liquidation-orders response
         if msg.get("code") != "0":
-            raise ctx.fail("venue_error", f"REST code {msg.get('code')!r}: {str(msg.get('msg'))[:80]}")
+            raise ctx.fail(
+                "venue_error", f"REST code {msg.get('code')!r}: {str(msg.get('msg'))[:80]}"
+            )
         ctx.each(ctx.arr(msg.get("data"), "data"), lambda it: _liq_item(ctx, it, out))
         return out
     raise ctx.fail("unknown_message", "message without arg or event")
