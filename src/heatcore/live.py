@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
-import io
 import json
 import logging
 import os
@@ -112,6 +111,18 @@ def _now_s() -> int:
     return int(time.time())
 
 
+def _gate(channel: str, sym: str | None) -> Callable[[], dict[str, Any]]:
+    """Gate requests carry the current time, so they are built at send time."""
+
+    def build() -> dict[str, Any]:
+        msg: dict[str, Any] = {"time": _now_s(), "channel": channel}
+        if sym is not None:
+            msg.update(event="subscribe", payload=[sym])
+        return msg
+
+    return build
+
+
 def default_feeds(
     venues: Iterable[str],
     symbol: str,
@@ -181,21 +192,8 @@ def default_feeds(
             conns = [
                 Connection(
                     "wss://fx-ws.gateio.ws/v4/ws/usdt",
-                    [
-                        lambda sym=sym: {
-                            "time": _now_s(),
-                            "channel": "futures.public_liquidates",
-                            "event": "subscribe",
-                            "payload": [sym],
-                        },
-                        lambda sym=sym: {
-                            "time": _now_s(),
-                            "channel": "futures.tickers",
-                            "event": "subscribe",
-                            "payload": [sym],
-                        },
-                    ],
-                    ping=(20.0, lambda: {"time": _now_s(), "channel": "futures.ping"}),
+                    [_gate("futures.public_liquidates", sym), _gate("futures.tickers", sym)],
+                    ping=(20.0, _gate("futures.ping", None)),
                 )
             ]
         elif venue == "bitmex":
@@ -353,8 +351,11 @@ class RecordWriter:
 
     def __init__(self, path: Union[str, os.PathLike], flush_every_s: float = 5.0) -> None:
         p = os.fspath(path)
-        raw: IO[bytes] = gzip.open(p, "ab") if p.endswith(".gz") else open(p, "ab")
-        self._fh = io.TextIOWrapper(raw, encoding="utf-8")
+        self._fh: IO[str] = (
+            gzip.open(p, "at", encoding="utf-8")
+            if p.endswith(".gz")
+            else open(p, "a", encoding="utf-8")
+        )
         self._flush_every = flush_every_s
         self._last_flush = time.monotonic()
         self.written = 0

@@ -14,7 +14,7 @@ import math
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
@@ -152,7 +152,7 @@ class InstrumentTable:
             )
         return inst
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Instrument]:
         return iter(self._table.values())
 
     def __len__(self) -> int:
