@@ -728,3 +728,17 @@ def register_cli(subparsers: Any) -> None:
     _common_args(r)
     r.add_argument("--out", required=True, help="output file, e.g. btc.jsonl.gz")
     r.set_defaults(func=_cmd_record)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """Tiny stand-alone runner (``python -m heatcore.live live ...``) until the
+    package CLI wires :func:`register_cli` in."""
+    parser = argparse.ArgumentParser(prog="python -m heatcore.live")
+    register_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main())
