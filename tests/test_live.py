@@ -197,7 +197,8 @@ class ReplayServer:
     message; the rest waits for the client to reconnect.
     """
 
-    def __init__(self, seq, processed, drop=(), drop_after=0):
+    def __init__(self, seq, processed, drop=(), drop_after=0, after_each=None):
+        self.after_each = after_each
         self.seq = seq
         self.processed = processed
         self.drop = set(drop)
@@ -227,6 +228,8 @@ class ReplayServer:
             self.sent[venue] += 1
             while self.processed(venue) < self.sent[venue]:
                 await asyncio.sleep(0.001)
+            if self.after_each is not None:
+                self.after_each(venue, m)
             if (
                 venue in self.drop
                 and self.connections[venue] == 1
@@ -263,9 +266,13 @@ def _offline(seq) -> hc.Engine:
     return eng
 
 
-async def _run_live(seq, drop, drop_after, tmp_path=None, on_records=None):
+async def _run_live(
+    seq, drop, drop_after, tmp_path=None, on_records=None, after_each=None, holder=None
+):
     box = {}
-    srv = ReplayServer(seq, lambda v: box["client"].stats[v]["messages"], drop, drop_after)
+    srv = ReplayServer(
+        seq, lambda v: box["client"].stats[v]["messages"], drop, drop_after, after_each
+    )
     async with srv:
         feeds = live.default_feeds(
             VENUES,
@@ -274,6 +281,8 @@ async def _run_live(seq, drop, drop_after, tmp_path=None, on_records=None):
             oi_urls={"binance": ""},
         )
         eng = _engine()
+        if holder is not None:
+            holder["eng"] = eng
         snap = None if tmp_path is None else live.snapshot_to(tmp_path / "snap.npz")
         client = live.LiveClient(
             feeds,
@@ -301,11 +310,31 @@ async def _run_live(seq, drop, drop_after, tmp_path=None, on_records=None):
 def test_live_reconnects_and_matches_offline_replay(tmp_path):
     seq = _stream()
     messages = _by_venue(seq)
+    # continuous feeding: once a message is handled, the engine already holds it
+    # (its newest event time is the newest record time received so far)
+    newest = {"ts": None, "checked": 0}
+
+    def on_records(records):
+        newest["ts"] = max([newest["ts"] or 0] + [r["ts"] for r in records])
+
+    def after_each(venue, m):
+        if newest["ts"] is not None:
+            assert box["eng"].diagnostics()["last_ts"] == newest["ts"]
+            newest["checked"] += 1
+
+    box = {}
     client, eng, srv = asyncio.run(
         _run_live(
-            seq, drop=("bybit", "okx"), drop_after=len(messages["bybit"]) // 2, tmp_path=tmp_path
+            seq,
+            drop=("bybit", "okx"),
+            drop_after=len(messages["bybit"]) // 2,
+            tmp_path=tmp_path,
+            on_records=on_records,
+            after_each=after_each,
+            holder=box,
         )
     )
+    assert newest["checked"] > len(seq) - 5
     # every message arrived exactly once, through a second connection where dropped
     for v in VENUES:
         assert client.stats[v]["messages"] == len(messages[v]), client.counters()
@@ -558,3 +587,45 @@ def test_cli_live_and_record_against_local_server(tmp_path):
     for _, m in seq:
         expected += p.parse(m, T0)
     assert recs == expected
+
+
+def test_silent_connection_is_reopened():
+    """A connection that stops talking (no close frame, no data) is detected as
+    stale and reopened; the outage is reported as a gap."""
+    mark = {
+        "topic": "tickers.BTCUSDT",
+        "type": "delta",
+        "cs": 1,
+        "ts": T0,
+        "data": {"symbol": "BTCUSDT", "markPrice": "87000"},
+    }
+
+    async def main():
+        opened = []
+
+        async def handler(ws):
+            opened.append(ws)
+            await ws.send(json.dumps(dict(mark, ts=T0 + len(opened))))
+            await asyncio.sleep(30)  # then silence
+
+        server = await websockets.serve(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        feeds = live.default_feeds(["bybit"], "BTCUSDT", urls={"bybit": f"ws://127.0.0.1:{port}/b"})
+        feeds[0].connections[0].ping = None
+        client = live.LiveClient(feeds, stale_after_s=0.4, backoff_initial_s=0.01, jitter=0.0)
+
+        async def until_two():
+            while client.stats["bybit"]["messages"] < 2:
+                await asyncio.sleep(0.01)
+            client.stop()
+
+        w = asyncio.ensure_future(until_two())
+        await asyncio.wait_for(client.run(duration_s=10), timeout=15)
+        w.cancel()
+        server.close()
+        return client
+
+    client = asyncio.run(main())
+    st = client.stats["bybit"]
+    assert st["stale"] >= 1 and st["connects"] >= 2 and len(st["gaps"]) >= 1
+    assert st["gaps"][0]["to_ms"] - st["gaps"][0]["from_ms"] >= 400
