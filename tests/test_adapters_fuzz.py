@@ -112,7 +112,7 @@ def mutated(draw):
     return venue, msg
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=mutated(), user=st.sampled_from([None, "0x5c9000000000000000000000000000000000a480"]))
 def test_mutated_documented_messages_only_raise_adapter_error(case, user):
     venue, msg = case
