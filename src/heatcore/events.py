@@ -144,7 +144,7 @@ def iter_records(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     lineno = 0
     try:
         with _open_text(p, "r") as fh:
-            for lineno, line in enumerate(fh, 1):
+            for lineno, line in enumerate(fh, 1):  # noqa: B007 - used after the loop
                 if not line.strip():
                     continue
                 try:
