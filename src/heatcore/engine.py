@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class HeatMap:
     prices: np.ndarray
     long: np.ndarray
     short: np.ndarray
-    venue: Optional[str]
+    venue: str | None
     price: float
 
     @property
@@ -128,11 +128,11 @@ class Engine:
         self,
         symbol: str = "BTCUSDT",
         step: float = 50.0,
-        venues: Optional[Sequence[str]] = None,
-        tiers: Optional[Sequence[float]] = None,
+        venues: Sequence[str] | None = None,
+        tiers: Sequence[float] | None = None,
         learn: bool = True,
         *,
-        priors: Optional[Mapping[str, Any]] = None,
+        priors: Mapping[str, Any] | None = None,
         seed_spread: float = 0.05,
         ts_tolerance_ms: int = 5000,
         max_price_ratio: float = 10.0,
@@ -167,6 +167,7 @@ class Engine:
         self._tiers = np.array(tier_list)
         self._learn = bool(learn)
         self._lock = threading.RLock()
+        self._unknown_venues = 0  # refusals the Python layer makes before reaching the core
 
     # -- properties ---------------------------------------------------------
     @property
@@ -199,6 +200,8 @@ class Engine:
         try:
             return self._slot[venue]
         except KeyError:
+            with self._lock:
+                self._unknown_venues += 1
             raise InputError("unknown_venue", f"{venue!r} is not one of this engine's venues") from None
 
     @staticmethod
@@ -214,7 +217,7 @@ class Engine:
                         f"price {price!r} for {venue} at {ts_ms}")
 
     def update_open_interest(self, venue: str, ts_ms: int, oi_usd: float,
-                             price: Optional[float] = None) -> None:
+                             price: float | None = None) -> None:
         """Apply an open-interest reading in USD (converted to base units at
         ``price``, default the venue's last price). Zero or missing readings are
         refused as gaps, never read as "everything closed"."""
@@ -234,12 +237,11 @@ class Engine:
         the learners.
         """
         slot = self._slot_of(venue)
-        if side not in _SIDE_CODE:
-            raise InputError("unknown_side", f"side must be 'long' or 'short', got {side!r}")
         if price_kind not in PRICE_KINDS:
             raise InputError("unknown_kind", f"price_kind must be one of {PRICE_KINDS}")
         with self._lock:
-            self._check(self._core.on_liquidation(slot, int(ts_ms), _SIDE_CODE[side], float(price),
+            # An unknown side goes to the core as 0 so that it is refused and counted there.
+            self._check(self._core.on_liquidation(slot, int(ts_ms), _SIDE_CODE.get(side, 0), float(price),
                                                   float(notional_usd), PRICE_KINDS.index(price_kind),
                                                   1 if sampled else 0),
                         f"liquidation {side} {notional_usd!r} @ {price!r} on {venue} at {ts_ms}")
@@ -250,14 +252,17 @@ class Engine:
         Bad events are skipped and counted, never applied: the returned dict has
         the applied counts per kind, ``rejected`` and ``reasons``.
         """
-        if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE:
+        if not isinstance(events, np.ndarray) or events.dtype.names != EVENT_DTYPE.names:
             raise TypeError("events must be a numpy array of dtype heatcore.EVENT_DTYPE")
-        arr = np.ascontiguousarray(events)
+        if events.ndim != 1:
+            raise ValueError("events must be one-dimensional")
+        # numpy drops the dtype's padding in e.g. concatenate(); repack such arrays once.
+        arr = np.ascontiguousarray(events if events.dtype == EVENT_DTYPE else events.astype(EVENT_DTYPE))
         with self._lock:
             return dict(self._core.ingest(arr))
 
     # -- reads -----------------------------------------------------------------
-    def heatmap(self, venue: Optional[str] = None) -> HeatMap:
+    def heatmap(self, venue: str | None = None) -> HeatMap:
         """The current map of one venue, or the sum over venues (``venue=None``)."""
         slot = -1 if venue is None else self._slot_of(venue)
         with self._lock:
@@ -297,15 +302,16 @@ class Engine:
         with self._lock:
             return self._core.ratios(slot, _side(side))
 
-    def diagnostics(self, venue: Optional[str] = None) -> dict[str, Any]:
+    def diagnostics(self, venue: str | None = None) -> dict[str, Any]:
         """Counters: refused inputs by reason (engine-wide) or one venue's statistics
         (updates seen, observed vs expected liquidations, unexplained events)."""
         with self._lock:
             if venue is None:
                 rej = {k: int(v) for k, v in self._core.rejected().items()}
+                rej["unknown_venue"] += self._unknown_venues
                 return {"rejected": rej, "rejected_total": sum(rej.values()),
                         "last_ts": int(self._core.last_ts) if self._core.last_ts > -2**62 else None,
-                        "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid))}
+                        "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid, strict=False))}
             return dict(self._core.venue_stats(self._slot_of(venue)))
 
     def __repr__(self) -> str:
