@@ -25,6 +25,7 @@ hc::CascadeConfig config_from(const py::dict& d, hc::CascadeConfig c) {
     else if (key == "horizon_s") c.horizon_s = v.cast<double>();
     else if (key == "record_every_s") c.record_every_s = v.cast<double>();
     else if (key == "half_life") c.half_life = v.cast<double>();
+    else if (key == "calibration_half_life") c.calibration_half_life = v.cast<double>();
     else if (key == "vol_half_life_s") c.vol_half_life_s = v.cast<double>();
     else if (key == "smooth_frac") c.smooth_frac = v.cast<double>();
     else if (key == "min_share") c.min_share = v.cast<double>();
@@ -44,7 +45,7 @@ hc::CascadeConfig config_from(const py::dict& d, hc::CascadeConfig c) {
 
 py::dict config_dict(const hc::CascadeConfig& c) {
   return py::dict("gap_ms"_a = c.gap_ms, "horizon_s"_a = c.horizon_s, "record_every_s"_a = c.record_every_s,
-                  "half_life"_a = c.half_life, "vol_half_life_s"_a = c.vol_half_life_s,
+                  "half_life"_a = c.half_life, "calibration_half_life"_a = c.calibration_half_life, "vol_half_life_s"_a = c.vol_half_life_s,
                   "smooth_frac"_a = c.smooth_frac, "min_share"_a = c.min_share, "max_distance"_a = c.max_distance,
                   "prior_exponent"_a = c.prior_exponent, "prior_scale"_a = c.prior_scale,
                   "prior_residual"_a = c.prior_residual, "prior_fraction"_a = c.prior_fraction,

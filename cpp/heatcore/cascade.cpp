@@ -8,9 +8,11 @@ namespace heatcore {
 
 namespace {
 
+constexpr double kMinUsd = 1.0;        // a side holding less than this has no clusters
 constexpr double kMinMove = 1e-4;       // 1 bp: floor of a recorded move (log of zero is no evidence)
 constexpr double kMedianFpt = 0.4549;   // Phi^-1(0.75)^2: median first-passage time is (d/sigma)^2 / this
 constexpr double kSecondsPerYear = 365.0 * 86400.0;
+constexpr double kPlattPrior = 200.0;    // pseudo-forecasts behind the identity recalibration
 
 double norm_cdf(double z) noexcept { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 
@@ -49,7 +51,10 @@ CascadeModel::CascadeModel(CascadeConfig config, std::size_t venues) : cfg_(conf
         cfg_.prior_level_time_s > 0.0 && cfg_.prior_weight > 0.0 && cfg_.prior_vol_annual > 0.0))
     throw std::invalid_argument("cascade priors must be > 0");
   if (cfg_.history < 1 || cfg_.history > 1'000'000) throw std::invalid_argument("cascade history must be in [1, 1e6]");
+  if (!(cfg_.calibration_half_life >= 1.0 && std::isfinite(cfg_.calibration_half_life)))
+    throw std::invalid_argument("cascade calibration_half_life must be >= 1");
   rate_ = 1.0 - std::exp2(-1.0 / cfg_.half_life);
+  calib_rate_ = 1.0 - std::exp2(-1.0 / cfg_.calibration_half_life);
   ring_.assign(cfg_.history, ChainRecord{});
   // Forecasts live one horizon; two per record (one per side), with slack.
   const auto per_horizon = static_cast<std::size_t>(std::ceil(cfg_.horizon_s / cfg_.record_every_s));
@@ -91,7 +96,8 @@ int CascadeModel::find_clusters(const double* raw, const SideWindow& w, double s
   if (m <= 0 || max_out <= 0) return 0;
   double total = 0.0;
   for (std::int64_t j = 0; j < m; ++j) total += raw[j];
-  if (!(total > 0.0)) return 0;
+  // Crossing leaves rounding residue (1e-8 USD) behind: under a dollar is no exposure.
+  if (!(total >= kMinUsd)) return 0;
   const auto h = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::llround(cfg_.smooth_frac * price / step)));
   // Box smoothing by a running sum over [j-h, j+h], clipped to the window.
   double run = 0.0;
@@ -285,7 +291,7 @@ void CascadeModel::learn_platt(int level, double raw, bool reached) {
   const double wgt = std::max(p * (1.0 - p), 0.01);
   // Online Newton step on the log loss with a discounted Hessian: the step
   // shrinks like 1/n and floors at the forgetting rate, as every other statistic.
-  const double keep = 1.0 - rate_;
+  const double keep = 1.0 - calib_rate_;
   s.h00 = keep * s.h00 + wgt;
   s.h01 = keep * s.h01 + wgt * x;
   s.h11 = keep * s.h11 + wgt * x * x;
@@ -478,8 +484,12 @@ int CascadeModel::walk(Side /*side: clusters are already on it*/, double price, 
     l.raw_probability = raw;
     double prob = raw;
     if (learned) {
+      // The fitted recalibration is trusted in proportion to its evidence
+      // (shrunk towards the identity with kPlattPrior pseudo-forecasts).
       const LevelStats& s = lv_[static_cast<std::size_t>(level)];
-      prob = sigmoid(s.platt_a + s.platt_b * logit(raw));
+      const double n_fit = std::min(s.n_resolved, 1.0 / calib_rate_);
+      const double trust = n_fit / (n_fit + kPlattPrior);
+      prob = sigmoid(trust * s.platt_a + (1.0 + trust * (s.platt_b - 1.0)) * logit(raw));
       if (raw <= 0.0) prob = 0.0;
     }
     if (k > 0) prob = std::min(prob, out[k - 1].probability);

@@ -42,8 +42,12 @@ inline constexpr int kMaxCascadeLevels = 10;
 struct CascadeConfig {
   std::int64_t gap_ms = 60'000;          // a longer gap closes the chain
   double horizon_s = 3600.0;             // probabilities are "reached within the horizon"
-  double record_every_s = 900.0;         // cadence of the self-recorded forecasts
+  double record_every_s = 300.0;         // cadence of the self-recorded forecasts
   double half_life = 200.0;              // forgetting of the learned statistics, in observations
+  // Forgetting of the recalibration, in resolved forecasts. Longer: forecasts
+  // overlap (a new one every record_every_s, each open for horizon_s), so
+  // consecutive outcomes are strongly correlated.
+  double calibration_half_life = 2000.0;
   double vol_half_life_s = 6.0 * 3600.0; // forgetting of the volatility estimate, in seconds
   // Significant cluster: a local peak of the map smoothed over +-smooth_frac of
   // price, whose smoothed USD is at least min_share of the side's total within
@@ -204,6 +208,7 @@ class CascadeModel {
 
   CascadeConfig cfg_;
   double rate_;                                       // forgetting floor, from the half-life
+  double calib_rate_;                                 // same for the recalibration
   std::array<LevelStats, kMaxCascadeLevels + 1> lv_{};  // [0] pools every level
   std::array<ChainRecord, 2> open_{};                 // [long, short]
   std::array<double, 2> seg_q_{};                     // observed USD in the current segment
