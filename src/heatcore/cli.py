@@ -37,7 +37,7 @@ def _demo(args: argparse.Namespace) -> int:
     prices_axis: np.ndarray | None = None
     t0 = time.perf_counter()
     start = 0
-    for cut, stop in zip(cuts, idx):
+    for cut, stop in zip(cuts, idx, strict=False):
         eng.ingest(events[start:stop])
         start = stop
         m = eng.heatmap()

@@ -326,7 +326,7 @@ class Engine:
                 rej["unknown_venue"] += self._unknown_venues
                 return {"rejected": rej, "rejected_total": sum(rej.values()),
                         "last_ts": int(self._core.last_ts) if self._core.last_ts > -2**62 else None,
-                        "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid))}
+                        "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid, strict=False))}
             return dict(self._core.venue_stats(self._slot_of(venue)))
 
     # ---- cascade ----------------------------------------------------------------
