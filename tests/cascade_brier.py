@@ -74,7 +74,7 @@ def evaluate(result: sim.SimResult, *, every_s: float = 300.0, horizon_s: float 
     cut = np.searchsorted(ev["ts"], times, side="right")
     rec: dict[str, list] = {"learned": [], "static": [], "reached": [], "t": []}
     start = 0
-    for t, c in zip(times, cut):
+    for t, c in zip(times, cut, strict=True):
         for eng in engines.values():
             eng.ingest(ev[start:c])
         start = c

@@ -175,7 +175,7 @@ def test_chains_follow_the_gap_rule_per_side():
     e.ingest(liq_events(ts, sides, prices, notionals))
     ch = e.chains()
     ref = reference_chains(ts, sides, 2000)
-    got = sorted(zip(ch["side"].tolist(), ch["start_ts"].tolist(), ch["events"].tolist()))
+    got = sorted(zip(ch["side"].tolist(), ch["start_ts"].tolist(), ch["events"].tolist(), strict=True))
     assert got == sorted(ref)
     assert ch["notional"].sum() == pytest.approx(notionals.sum())
     assert ch["open"].sum() == 2   # the last chain of each side is still open
@@ -233,7 +233,7 @@ def test_burst_keeps_chains_exact_and_memory_bounded():
     assert ch["events"].sum() <= n and ch["side"].size <= 66
     # The history holds exactly the 64 most recently closed chains.
     ref_by_start = {(s, t): c for s, t, c in ref}
-    for s, t, c in zip(ch["side"], ch["start_ts"], ch["events"]):
+    for s, t, c in zip(ch["side"], ch["start_ts"], ch["events"], strict=True):
         assert ref_by_start[(int(s), int(t))] == int(c)
 
 
