@@ -77,7 +77,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -126,7 +126,8 @@ LIQUIDATION_DTYPE = np.dtype([
 POSITION_DTYPE = np.dtype([
     ("venue", "<u2"), ("side", "i1"), ("leverage", "<f8"), ("cross", "?"), ("entry", "<f8"),
     ("qty", "<f8"), ("liq_price", "<f8"), ("open_ts", "<i8"), ("end_ts", "<i8"),
-    ("end", "u1"),            # 0 still open, 1 closed, 2 liquidated, 3 closed against partner's liquidation
+    # 0 still open, 1 closed, 2 liquidated, 3 closed against its partner's liquidation
+    ("end", "u1"),
 ])
 _NEVER = np.iinfo(np.int64).max
 
@@ -147,7 +148,7 @@ class SimConfig:
 
     hours: float = 24.0
     seed: int = 0
-    venues: Optional[Tuple[str, ...]] = None
+    venues: Tuple[str, ...] | None = None
     symbol: str = "BTCUSDT"
     start_price: float = 100_000.0
     start_ts_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -160,25 +161,26 @@ class SimConfig:
     price_interval_s: int = 5
     oi_interval_s: int = 60
     # book
-    oi_usd: Optional[Mapping[str, float]] = None
+    oi_usd: Mapping[str, float] | None = None
     oi_scale: float = 1.0
     notional_median: float = 20_000.0
     notional_sigma: float = 1.1
     lifetime_h: float = 24.0
-    lifetime_lev_exponent: float = 1.0
+    lifetime_lev_exponent: float = 1.5
     history_days: float = 5.0
     # hidden truth
     mix_concentration: float = 30.0
-    mixes: Optional[Mapping[str, Any]] = _factory({
-        "bybit": {"long": (0.05, 0.12, 0.28, 0.30, 0.25)},
-        "hyperliquid": {"short": (0.70, 0.22, 0.06, 0.02, 0.0)},
+    mixes: Mapping[str, Any] | None = _factory({
+        "bybit": {"long": (0.05, 0.15, 0.35, 0.30, 0.15)},
+        "hyperliquid": {"long": (0.25, 0.30, 0.30, 0.15, 0.0),
+                        "short": (0.30, 0.30, 0.28, 0.12, 0.0)},
     })
     rate_scale: Mapping[str, float] = _factory({"htx": 1.6, "gate": 0.7})
     report_convention: Mapping[str, str] = _factory({"kraken": "bankruptcy", "bitmex": "fill"})
     cross_share: Mapping[str, float] = _factory(
         {"binance": 0.25, "bybit": 0.2, "okx": 0.2, "hyperliquid": 0.5})
     cross_distance: Tuple[float, float] = (1.5, 3.0)
-    regime_change: Optional[Tuple[Any, ...]] = None
+    regime_change: Tuple[Any, ...] | None = None
     # cascades
     impact_coef: float = 1.5e-5
     impact_exponent: float = 0.87
@@ -188,7 +190,7 @@ class SimConfig:
     # reported-price noise
     fill_slippage: float = 3e-4
     trade_noise: float = 2e-4
-    tick: Optional[float] = None  # price tick for "order" prices; default ~1e-6 of the start price
+    tick: float | None = None  # price tick for "order" prices; default ~1e-6 of the start price
     keep_positions: bool = False
 
 
@@ -210,7 +212,7 @@ def _nice_step(x: float) -> float:
 
 
 def _band_mix_to_tiers(band_mix: Sequence[float], max_lev: float,
-                       shape: Optional[np.ndarray] = None) -> np.ndarray:
+                       shape: np.ndarray | None = None) -> np.ndarray:
     """Spread a band mix over the tiers allowed at ``max_lev``.
 
     ``shape`` (a tier vector) gives the split inside each band; equal split
@@ -229,13 +231,16 @@ def _band_mix_to_tiers(band_mix: Sequence[float], max_lev: float,
             w[members] += bm[b]
             continue
         inner = shape[members] if shape is not None else np.zeros(members.size)
-        inner = inner / inner.sum() if inner.sum() > 0 else np.full(members.size, 1.0 / members.size)
+        if inner.sum() > 0:
+            inner = inner / inner.sum()
+        else:
+            inner = np.full(members.size, 1.0 / members.size)
         w[members] += bm[b] * inner
     return w / w.sum()
 
 
 def _to_tier_mix(spec: Sequence[float], max_lev: float,
-                 shape: Optional[np.ndarray] = None) -> np.ndarray:
+                 shape: np.ndarray | None = None) -> np.ndarray:
     arr = np.asarray(spec, dtype=float)
     if arr.shape == (_NB,):
         return _band_mix_to_tiers(arr, max_lev, shape)
@@ -281,7 +286,7 @@ class Truth:
                  cross_share: dict[str, float], regime_changes: list,
                  liquidations: np.ndarray, price_path: tuple[np.ndarray, np.ndarray],
                  oi_ts: np.ndarray, open_qty: np.ndarray, end_ts: int,
-                 positions: Optional[np.ndarray]):
+                 positions: np.ndarray | None):
         self.tiers = _TIERS.copy()
         self.venues = venues
         self._mixes = mixes  # (venue, side index) -> [(from_ts_ms, mix), ...]
@@ -302,7 +307,7 @@ class Truth:
         except ValueError:
             raise KeyError(f"venue {venue!r} was not simulated; simulated: {self.venues}") from None
 
-    def mix(self, venue: str, side: SideLike, at_ts: Optional[int] = None) -> np.ndarray:
+    def mix(self, venue: str, side: SideLike, at_ts: int | None = None) -> np.ndarray:
         """True mix of new openings over :attr:`tiers` in force at ``at_ts`` (default: the end)."""
         self._vi(venue)
         regimes = self._mixes[(venue, _side_index(side))]
@@ -313,12 +318,13 @@ class Truth:
                 current = m
         return current.copy()
 
-    def band_mix(self, venue: str, side: SideLike, at_ts: Optional[int] = None) -> np.ndarray:
+    def band_mix(self, venue: str, side: SideLike, at_ts: int | None = None) -> np.ndarray:
         """:meth:`mix` summed over :data:`heatcore.venues.BANDS`."""
         return _bands_of(self.mix(venue, side, at_ts))
 
-    def open_mix(self, venue: str, side: SideLike, at_ts: Optional[int] = None) -> np.ndarray:
-        """Leverage mix of the open book (by base qty) at the last OI reading at or before ``at_ts``."""
+    def open_mix(self, venue: str, side: SideLike, at_ts: int | None = None) -> np.ndarray:
+        """Leverage mix of the open book (by base qty) at the last OI reading at or before
+        ``at_ts`` (default: the end)."""
         v = self._vi(venue)
         ts = self._end_ts if at_ts is None else int(at_ts)
         i = max(0, int(np.searchsorted(self.oi_ts, ts, side="right")) - 1)
@@ -326,7 +332,7 @@ class Truth:
         s = q.sum()
         return q / s if s > 0 else np.zeros(_NT)
 
-    def open_qty(self, venue: str, side: SideLike, at_ts: Optional[int] = None) -> np.ndarray:
+    def open_qty(self, venue: str, side: SideLike, at_ts: int | None = None) -> np.ndarray:
         """Open base quantity per tier at the last OI reading at or before ``at_ts``."""
         v = self._vi(venue)
         ts = self._end_ts if at_ts is None else int(at_ts)
@@ -369,9 +375,9 @@ class SimResult:
 _UNSET: Any = object()
 
 
-def simulate(hours: float = _UNSET, seed: int = _UNSET, venues: Optional[Sequence[str]] = _UNSET,
+def simulate(hours: float = _UNSET, seed: int = _UNSET, venues: Sequence[str] | None = _UNSET,
              symbol: str = _UNSET, start_price: float = _UNSET, *,
-             config: Optional[SimConfig] = None, **config_overrides: Any) -> SimResult:
+             config: SimConfig | None = None, **config_overrides: Any) -> SimResult:
     """Run the synthetic market.
 
     Parameters
@@ -413,11 +419,12 @@ class _Market:
         self._validate(cfg)
         self.cfg = cfg
         self.rng = np.random.default_rng(cfg.seed)
-        self.names: tuple[str, ...] = cfg.venues if cfg.venues is not None else tuple(_venues.VENUES)
+        self.names: tuple[str, ...] = (cfg.venues if cfg.venues is not None
+                                       else tuple(_venues.VENUES))
         self.V = len(self.names)
         self.reg = [_venues.get_venue(n) for n in self.names]
         self.codes = np.array([_venues.venue_id(n) for n in self.names], dtype=np.uint16)
-        self.S = max(1, int(round(cfg.hours * 3600)))
+        self.S = max(1, round(cfg.hours * 3600))
         self.chunk = math.gcd(60, int(cfg.oi_interval_s))
         self._setup_truth()
 
@@ -451,7 +458,7 @@ class _Market:
         self.rate_scale = {n: float(cfg.rate_scale.get(n, 1.0)) for n in self.names}
         self.cross_share = {n: float(cfg.cross_share.get(n, 0.0)) for n in self.names}
         self.convention = {}
-        for n, v in zip(self.names, self.reg):
+        for n, v in zip(self.names, self.reg, strict=False):
             reg = v.reported_price if v.reported_price in _CONVENTIONS else "trade"
             self.convention[n] = cfg.report_convention.get(n, reg)
         self.conv_idx = np.array([_CONVENTIONS.index(self.convention[n]) for n in self.names])
@@ -464,7 +471,7 @@ class _Market:
         mixes: dict[tuple[str, int], list] = {}
         self.mix_now = np.zeros((V, 2, _NT))
         start_ms = cfg.start_ts_ms
-        for vi, (n, v) in enumerate(zip(self.names, self.reg)):
+        for vi, (n, v) in enumerate(zip(self.names, self.reg, strict=False)):
             prior = np.asarray(v.prior_bands, dtype=float)
             prior = prior / prior.sum()
             override = (cfg.mixes or {}).get(n)
@@ -493,7 +500,7 @@ class _Market:
             if name not in self.names:
                 raise ValueError(f"regime_change venue {name!r} is not simulated")
             sides = (0, 1) if len(rc) == 3 or rc[3] in (None, "both") else (_side_index(rc[3]),)
-            sec = int(round(hour * 3600 / self.chunk)) * self.chunk
+            sec = round(hour * 3600 / self.chunk) * self.chunk
             vi = self.names.index(name)
             for s in sides:
                 m = _to_tier_mix(spec, self.reg[vi].max_leverage, self.mix_now[vi, s])
@@ -506,7 +513,7 @@ class _Market:
         self.ratio = np.ones((V, 2, _NT))
         self.bk_ratio = np.ones((V, 2, _NT))
         inv_l = 1.0 / _TIERS
-        for vi, (n, v) in enumerate(zip(self.names, self.reg)):
+        for vi, (n, v) in enumerate(zip(self.names, self.reg, strict=False)):
             mech = v.mechanics(cfg.symbol)
             for s, sign in enumerate((1, -1)):
                 for t, lev in enumerate(_TIERS):
@@ -537,7 +544,8 @@ class _Market:
 
     def _lifetime(self, lev: np.ndarray) -> np.ndarray:
         c = self.cfg
-        return c.lifetime_h * 3600.0 * (np.asarray(lev, dtype=float) / 10.0) ** (-c.lifetime_lev_exponent)
+        lev = np.asarray(lev, dtype=float)
+        return c.lifetime_h * 3600.0 * (lev / 10.0) ** (-c.lifetime_lev_exponent)
 
     # ------------------------------------------------------------------ storage
     def _alloc(self, n: int) -> None:
@@ -609,36 +617,42 @@ class _Market:
         self.book_qty += sign * np.bincount(key, weights=self.p_qty[ids],
                                             minlength=self.V * 2 * _NT).reshape(self.V, 2, _NT)
 
-    def _draw_legs(self, venue: np.ndarray, s_open: Optional[np.ndarray]) -> tuple:
-        """Tiers, cross factors and notionals for pairs opened on ``venue``."""
+    def _draw_tiers(self, venue: np.ndarray, s_open: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tier index of each leg of pairs opened on ``venue`` at seconds ``s_open``."""
+        rng = self.rng
+        out = []
+        for s in range(2):
+            # one searchsorted over all venues: venue v's cdf is shifted by v
+            u = rng.random(venue.size)
+            t = np.searchsorted(self.flat_cdf[s], venue + u, side="right") - venue * _NT
+            for sec, vi, side, mix in self.regime:
+                if side == s:
+                    sel = np.flatnonzero((venue == vi) & (s_open >= sec))
+                    if sel.size:
+                        t[sel] = np.searchsorted(np.cumsum(mix), u[sel], side="right")
+            out.append(np.minimum(t, _NT - 1))
+        return out[0], out[1]
+
+    def _draw_extras(self, venue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cross-margin distance factors (per leg, 1 = isolated) and notionals (per pair)."""
         rng, cfg = self.rng, self.cfg
         m = venue.size
-        tiers = []
-        for s in range(2):
-            cdf = np.cumsum(self.mix_now[:, s, :], axis=1)
-            c = cdf[venue]
-            if s_open is not None and self.regime:
-                for sec, vi, side, mix in self.regime:
-                    if side == s:
-                        sel = (venue == vi) & (s_open >= sec)
-                        if sel.any():
-                            c[sel] = np.cumsum(mix)
-            u = rng.random(m)
-            t = (u[:, None] > c[:, :-1]).sum(axis=1)
-            tiers.append(t)
-        share = np.array([self.cross_share[n] for n in self.names])
         lo, hi = cfg.cross_distance
         k = np.ones(2 * m)
-        is_cross = rng.random(2 * m) < share[np.repeat(venue, 2)]
+        is_cross = rng.random(2 * m) < self.cross_arr[np.repeat(venue, 2)]
         k[is_cross] = rng.uniform(lo, hi, int(is_cross.sum()))
         notional = np.exp(rng.normal(math.log(cfg.notional_median), cfg.notional_sigma, m))
-        return tiers[0], tiers[1], k, notional
+        return k, notional
 
     # ------------------------------------------------------------------ run
     def run(self) -> SimResult:
         cfg, rng = self.cfg, self.rng
         V, S = self.V, self.S
         self.book_qty = np.zeros((V, 2, _NT))
+        cdf = np.cumsum(self.mix_now, axis=2)
+        cdf[:, :, -1] = 1.0
+        self.flat_cdf = [(cdf[:, s, :] + np.arange(V)[:, None]).reshape(-1) for s in range(2)]
+        self.cross_arr = np.array([self.cross_share[n] for n in self.names])
         expected = float(self.lam.sum()) * (self.hist_s * 0.5 + S) + 1000
         self._alloc(int(2 * expected * 1.2) + 64)
 
@@ -665,8 +679,8 @@ class _Market:
         self.stock_ids = [np.zeros(0, np.int64) for _ in range(K)]
         self.stock_lp = [np.zeros(0) for _ in range(K)]
         self.ptr = np.zeros(K, np.int64)
-        self.fresh_ids = [np.zeros(0, np.int64) for _ in range(K)]
-        self.fresh_lp = [np.zeros(0) for _ in range(K)]
+        self.fresh: list[list[np.ndarray]] = [[] for _ in range(K)]
+        self.fresh_n = np.zeros(K, np.int64)
         self.thr = np.empty((V, 2))
         self.thr[:, 0] = -np.inf
         self.thr[:, 1] = np.inf
@@ -688,6 +702,7 @@ class _Market:
         self.chain = [-1, -1]
         self.level = [0, 0]
         self.n_chains = 0
+        self.chain_usd = [0.0, 0.0]
 
         oi_ts: list[int] = []
         oi_qty: list[np.ndarray] = []
@@ -736,16 +751,15 @@ class _Market:
         tau_tab = self._lifetime(lmax)
         alive_tab = tau_tab * (1.0 - np.exp(-self.hist_s / tau_tab))
         for vi in range(self.V):
-            w = np.outer(self.mix_now[vi, 0], self.mix_now[vi, 1])
-            expected_alive = self.lam[vi] * float((w * alive_tab).sum())
-            # draw candidates from the mix, accept in proportion to their expected presence
-            n_c = rng.poisson(expected_alive * alive_tab.max() / max(1e-12, float((w * alive_tab).sum())))
-            venue = np.full(n_c, vi, np.int64)
-            tl, ts_, k, notional = self._draw_legs(venue, None)
-            acc = rng.random(n_c) < alive_tab[tl, ts_] / alive_tab.max()
-            tl, ts_, notional, venue = tl[acc], ts_[acc], notional[acc], venue[acc]
-            k = k.reshape(-1, 2)[acc].reshape(-1)
-            m = tl.size
+            w = np.outer(self.mix_now[vi, 0], self.mix_now[vi, 1]) * alive_tab
+            # pairs alive at t=0 (before pre-history crossings): Poisson, tiers drawn in
+            # proportion to opening weight x expected presence
+            m = int(rng.poisson(self.lam[vi] * float(w.sum())))
+            cell = np.searchsorted(np.cumsum(w.reshape(-1)) / w.sum(), rng.random(m), side="right")
+            cell = np.minimum(cell, _NT * _NT - 1)
+            tl, ts_ = np.divmod(cell, _NT)
+            venue = np.full(m, vi, np.int64)
+            k, notional = self._draw_extras(venue)
             tau = tau_tab[tl, ts_]
             age = -tau * np.log1p(-rng.random(m) * (1.0 - np.exp(-self.hist_s / tau)))
             rem = rng.exponential(tau)
@@ -764,79 +778,85 @@ class _Market:
 
     # -------------------------------------------------------------- structures
     def _assign_fresh(self, ids: np.ndarray) -> None:
+        """Queue new legs in their venue-side's unsorted buffer and pull the thresholds in."""
         if ids.size == 0:
             return
-        key = self.p_venue[ids].astype(np.int64) * 2 + (ids & 1)
+        ven = self.p_venue[ids].astype(np.int64)
+        side = ids & 1
+        lp = self.p_lp[ids]
+        lo = side == 0
+        np.maximum.at(self.thr[:, 0], ven[lo], lp[lo])
+        np.minimum.at(self.thr[:, 1], ven[~lo], lp[~lo])
+        key = ven * 2 + side
         order = np.argsort(key, kind="stable")
         ids, key = ids[order], key[order]
         bounds = np.searchsorted(key, np.arange(2 * self.V + 1))
-        for k in range(2 * self.V):
-            a, b = bounds[k], bounds[k + 1]
-            if a == b:
-                continue
-            new = ids[a:b]
-            lp = self.p_lp[new]
-            self.fresh_ids[k] = np.concatenate([self.fresh_ids[k], new])
-            self.fresh_lp[k] = np.concatenate([self.fresh_lp[k], lp])
-            v, s = divmod(k, 2)
-            if s == 0:
-                self.thr[v, 0] = max(self.thr[v, 0], lp.max())
-            else:
-                self.thr[v, 1] = min(self.thr[v, 1], lp.min())
-            if self.fresh_ids[k].size > max(4096, self.stock_ids[k].size // 4):
+        for k in np.flatnonzero(bounds[1:] > bounds[:-1]):
+            self.fresh[k].append(ids[bounds[k]: bounds[k + 1]])
+            self.fresh_n[k] += bounds[k + 1] - bounds[k]
+            if self.fresh_n[k] > max(2048, self.stock_ids[k].size // 16):
                 self._merge(k)
 
+    def _fresh_ids(self, k: int) -> np.ndarray:
+        f = self.fresh[k]
+        if len(f) > 1:
+            f[:] = [np.concatenate(f)]
+        return f[0] if f else np.zeros(0, np.int64)
+
     def _merge(self, k: int) -> None:
-        """Fold the fresh buffer of venue-side ``k`` into its sorted stock, dropping dead legs."""
-        v, s = divmod(k, 2)
+        """Fold the buffer of venue-side ``k`` into its sorted stock, dropping dead legs."""
+        s = k % 2
         if s == 0:
             ids = self.stock_ids[k][: self.ptr[k]]
         else:
             ids = self.stock_ids[k][self.ptr[k]:]
-        ids = np.concatenate([ids, self.fresh_ids[k]])
+        ids = np.concatenate([ids, self._fresh_ids(k)])
         ids = ids[self.p_alive[ids]]
         lp = self.p_lp[ids]
         order = np.argsort(lp, kind="stable")
         self.stock_ids[k] = ids[order]
         self.stock_lp[k] = lp[order]
-        self.fresh_ids[k] = np.zeros(0, np.int64)
-        self.fresh_lp[k] = np.zeros(0)
+        self.fresh[k] = []
+        self.fresh_n[k] = 0
         self.ptr[k] = ids.size if s == 0 else 0
-        self._refresh_thr(k)
+        self._refresh_thr(k, np.zeros(0))
 
-    def _refresh_thr(self, k: int) -> None:
+    def _refresh_thr(self, k: int, fresh_lp: np.ndarray) -> None:
         v, s = divmod(k, 2)
-        st, fr = self.stock_lp[k], self.fresh_lp[k]
+        st = self.stock_lp[k]
         if s == 0:
             a = st[self.ptr[k] - 1] if self.ptr[k] > 0 else -np.inf
-            b = fr.max() if fr.size else -np.inf
+            b = fresh_lp.max() if fresh_lp.size else -np.inf
             self.thr[v, 0] = max(a, b)
         else:
             a = st[self.ptr[k]] if self.ptr[k] < st.size else np.inf
-            b = fr.min() if fr.size else np.inf
+            b = fresh_lp.min() if fresh_lp.size else np.inf
             self.thr[v, 1] = min(a, b)
 
     def _take(self, k: int, mark: float) -> np.ndarray:
         """Remove and return the live legs of venue-side ``k`` crossed at ``mark``."""
         s = k % 2
         st, ids = self.stock_lp[k], self.stock_ids[k]
+        fids = self._fresh_ids(k)
+        flp = self.p_lp[fids]
         if s == 0:
             hi = self.ptr[k]
             j = int(np.searchsorted(st[:hi], mark, side="left"))
             got = ids[j:hi]
             self.ptr[k] = j
-            crossed = self.fresh_lp[k] >= mark
+            crossed = flp >= mark
         else:
             lo = self.ptr[k]
             j = lo + int(np.searchsorted(st[lo:], mark, side="right"))
             got = ids[lo:j]
             self.ptr[k] = j
-            crossed = self.fresh_lp[k] <= mark
+            crossed = flp <= mark
         if crossed.any():
-            got = np.concatenate([got, self.fresh_ids[k][crossed]])
-            self.fresh_ids[k] = self.fresh_ids[k][~crossed]
-            self.fresh_lp[k] = self.fresh_lp[k][~crossed]
-        self._refresh_thr(k)
+            got = np.concatenate([got, fids[crossed]])
+            fids, flp = fids[~crossed], flp[~crossed]
+            self.fresh[k] = [fids] if fids.size else []
+            self.fresh_n[k] = fids.size
+        self._refresh_thr(k, flp)
         return got[self.p_alive[got]]
 
     # -------------------------------------------------------------- dynamics
@@ -872,6 +892,8 @@ class _Market:
                     if got.size:
                         usd[s] += float(self.p_qty[got].sum()) * m
                         got_side[s].append((got, m))
+        f = 0.0
+        killed: list[np.ndarray] = []
         for s in range(2):
             if not got_side[s]:
                 continue
@@ -881,19 +903,29 @@ class _Market:
                 self.n_chains += 1
                 self.chain[s] = self.n_chains - 1
                 self.level[s] = 0
+                self.chain_usd[s] = 0.0
             self.last_liq[s] = sec
+            # impact is concave in the chain's cumulative notional (a liquidation cascade acts
+            # like one metaorder): the chain's total move is impact_coef * (Q / $1M) ** exponent
+            q0 = self.chain_usd[s] / 1e6
+            q1 = (self.chain_usd[s] + usd[s]) / 1e6
+            self.chain_usd[s] += usd[s]
+            move = cfg.impact_coef * (q1**cfg.impact_exponent - q0**cfg.impact_exponent)
+            f += -move if s == 0 else move
             for got, m in got_side[s]:
                 self.liq_ids.append(got)
                 self.liq_sec.append(sec)
                 self.liq_mark.append(m)
                 self.liq_chain.append(self.chain[s])
                 self.liq_level.append(self.level[s])
-                self._kill(got, sec, 2)
                 partner = got ^ 1
+                self._kill(got, sec, 2)
                 self._kill(partner[self.p_alive[partner]], sec, 3)
-        if usd[0] > 0 or usd[1] > 0:
-            f = cfg.impact_coef * ((usd[1] / 1e6) ** cfg.impact_exponent
-                                   - (usd[0] / 1e6) ** cfg.impact_exponent)
+                killed.append(got)
+                killed.append(partner)
+        if killed:
+            self._book_add(np.concatenate(killed), -1.0)
+        if f != 0.0:
             t1 = sec + 1
             cur = self.trans_ref * self.decay ** (t1 - self.trans_t)
             self.perm += cfg.impact_permanent * f
@@ -906,7 +938,6 @@ class _Market:
         self.p_alive[ids] = False
         self.p_end[ids] = self.cfg.start_ts_ms + sec * 1000
         self.p_endkind[ids] = kind
-        self._book_add(ids, -1.0)
 
     def _open(self, s0: int, s1: int, win_end: int) -> None:
         rng, cfg = self.rng, self.cfg
@@ -917,7 +948,8 @@ class _Market:
         venue = np.repeat(np.arange(self.V), counts)
         sec = rng.integers(s0, s1, m)
         ms = rng.integers(0, 1000, m)
-        tl, ts_, k, notional = self._draw_legs(venue, sec)
+        tl, ts_ = self._draw_tiers(venue, sec)
+        k, notional = self._draw_extras(venue)
         entry = self.p[sec] * (1.0 + self.B[venue, sec])
         open_ms = cfg.start_ts_ms + sec * 1000 + ms
         tau = self._lifetime(np.maximum(_TIERS[tl], _TIERS[ts_]))
@@ -1065,16 +1097,23 @@ class _Market:
         le["venue"] = le_src["venue"]
         le["kind"] = KIND_LIQUIDATION
         le["side"] = le_src["side"]
-        code_to_vi = {int(c): i for i, c in enumerate(self.codes)}
-        lvi = np.array([code_to_vi[int(c)] for c in le_src["venue"]], np.int64)
+        code_to_vi = np.zeros(int(self.codes.max()) + 1, np.int64)
+        code_to_vi[self.codes] = np.arange(V)
+        lvi = code_to_vi[le_src["venue"]]
         if le.size:
             le["price_kind"] = self.kind_idx[lvi]
             sampled = np.array([f == "sampled" for f in self.feed])
             le["flags"] = np.where(sampled[lvi], FLAG_SAMPLED, 0)
         parts.append(le)
 
-        events = np.concatenate(parts)
-        events = events[np.argsort(events["ts"], kind="stable")]
+        # np.concatenate drops EVENT_DTYPE's padding and fancy indexing leaves it
+        # uninitialised: assemble field by field into a zeroed array so equal runs are
+        # byte-identical
+        ts_all = np.concatenate([x["ts"] for x in parts])
+        order = np.argsort(ts_all, kind="stable")
+        events = np.zeros(ts_all.size, EVENT_DTYPE)
+        for name in EVENT_DTYPE.names:
+            events[name] = np.concatenate([x[name] for x in parts])[order]
 
         positions = None
         if cfg.keep_positions:
