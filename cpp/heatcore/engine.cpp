@@ -272,7 +272,7 @@ void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, d
   // [calibrator] end
   // Hook points for the learners (each arrives in its own module):
   //  * Leverage Learner: responsibilities over tiers from scratch_ and the mix;
-  //  * Exchange Calibrator: residual of the event against the nearest cluster;
+  //  * Exchange Calibrator: above ([calibrator]; reported price against the venue's mark);
   //  * Cascade Learner: chain tracking by side and time.
 }
 
