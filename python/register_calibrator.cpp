@@ -100,7 +100,10 @@ void register_calibrator(py::module_& m) {
            [](const hc::Engine& e, int slot, int side, int kind, double reported) {
              return e.calibrator().trigger_of(slot_checked(e, slot), side_of(side), kind_of(kind), reported);
            })
-      .def("documented_offset", [](const hc::Engine& e, int slot, int side, int kind) {
-             return e.calibrator().documented_offset(slot_checked(e, slot), side_of(side), kind_of(kind));
-           });
+      .def("documented_offset",
+           [](const hc::Engine& e, int slot, int side, int kind, double scale) {
+             if (!(scale > 0.0)) throw py::value_error("scale must be > 0");
+             return e.calibrator().documented_offset(slot_checked(e, slot), side_of(side), kind_of(kind), scale);
+           },
+           "slot"_a, "side"_a, "kind"_a, "scale"_a = 1.0);
 }

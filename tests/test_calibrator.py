@@ -77,6 +77,7 @@ def test_reported_convention_departure_offset_within_one_bin(market, calibrated,
         assert err_bins < 1.0, (side, off, truth)
         assert prior_err_bins > 3.0, "the documented offset must be visibly wrong here"
         assert off["n_eff"] > 0 and off["price_kind"] == documented
+        assert off["looks_like"] == {"kraken": "bankruptcy", "bitmex": "at_trigger"}[venue]
     # kraken's documented trade print says nothing about the rate; bitmex's documented
     # order price would, but its reports are not at the bankruptcy price: both keep the
     # registry's rate rather than reading a convention error as a stale table.
@@ -97,6 +98,7 @@ def test_documented_venues_do_not_drift(market, calibrated, venue):
         off = cal["report_offset"][side]
         assert off["n_eff"] > 0
         assert abs(off["value"] - off["prior"]) * price / calibrated.step < 0.5, (side, off)
+        assert off["looks_like"] == ("at_trigger" if off["price_kind"] == "trade" else "bankruptcy")
         rs = cal["rate_scale"][side]
         assert abs(rs["value"] - 1.0) < 0.03, (side, rs)
         assert abs(rs["applied"] - 1.0) < 0.03

@@ -382,7 +382,8 @@ class Engine:
                                    "departs", "source", "applied"}},
              "maintenance_rate": {side: {"value", "documented"}},
              "report_offset": {side: {"value", "std", "n_eff", "prior", "prior_std",
-                                      "departs", "price_kind", "bins", "events"}},
+                                      "departs", "price_kind", "bins", "events",
+                                      "looks_like"}},
              "report_offset_by_kind": {side: {kind: {...same keys...}}},
              "size_cap": {side: {"p99_usd", "median_usd", "max_usd", "n_eff",
                                  "max_leverage_at_p99"}},
@@ -398,6 +399,10 @@ class Engine:
         mark), or ``"convention_departs"`` (the venue's reports are not at the
         bankruptcy price it documents, so they say nothing about the rate).
         ``applied`` is the scale the venue's levels are currently placed with.
+        ``looks_like`` classifies the measured offset: ``"at_trigger"`` (a trade
+        print, mark or fill with little slippage), ``"bankruptcy"`` (within the
+        bankruptcy offsets of the plausible rate range), ``"between"``, or
+        ``"unknown"`` (no evidence yet).
         ``report_offset.value`` is ``ln(reported price / trigger price)`` for the
         documented price kind (``bins``: the same in price bins at the venue's
         last price). ``std`` is the posterior standard deviation and ``n_eff`` the
@@ -446,6 +451,13 @@ class Engine:
                 by_kind[kind] = e
             out["report_offset_by_kind"][side] = by_kind
             out["report_offset"][side] = by_kind[doc_kind]
+            code = _SIDE_CODE[side]
+            with self._lock:
+                cfg = self._core.calibrator_config()
+                bk_range = sorted(self._core.documented_offset(slot, code, 1, x)
+                                  for x in (cfg.scale_min, cfg.scale_max))
+            for e in by_kind.values():
+                e["looks_like"] = _convention_of(e, bk_range)
             out["size_cap"][side] = dict(r["size"])
             out["level_sigma"][side] = float(r["level_sigma"])
             out["events"][side] = {"used": int(r["used"]), "no_reference": int(r["no_reference"])}
@@ -537,6 +549,18 @@ class Engine:
     def __repr__(self) -> str:
         return (f"Engine(symbol={self._symbol!r}, step={self._step}, venues={len(self._venues)}, "
                 f"tiers={len(self._tiers)}, learn={self._learn})")
+
+
+def _convention_of(est: Mapping[str, Any], bk_range: Sequence[float]) -> str:
+    """What a measured report offset looks like (see :meth:`Engine.calibration`)."""
+    if not est["n_eff"]:
+        return "unknown"
+    v, lo, hi = float(est["value"]), float(bk_range[0]), float(bk_range[1])
+    if lo <= v <= hi:
+        return "bankruptcy"
+    if abs(v) < 0.5 * min(abs(lo), abs(hi)):
+        return "at_trigger"
+    return "between"
 
 
 def _side(side: str) -> int:
