@@ -37,7 +37,7 @@ def _message(case, m):
 
 def _assert_records(got, expected):
     assert len(got) == len(expected), (got, expected)
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=False):
         assert set(g) == set(e), (g, e)
         for key, want in e.items():
             if isinstance(want, float):
@@ -89,7 +89,7 @@ def test_fixture(venue, case):
         for r in got:
             by_kind.setdefault(r["kind"], []).append(r)
         back = list(records_from_events(ev, "X"))
-        for r, b in zip(sorted(got, key=lambda r: r["ts"]), back):
+        for r, b in zip(sorted(got, key=lambda r: r["ts"]), back, strict=False):
             assert b["kind"] == r["kind"] and b["ts"] == r["ts"]
             for key in ("price", "notional_usd", "oi_usd", "side", "price_kind", "sampled"):
                 if key in r:

@@ -80,7 +80,7 @@ def _meta_and_ctxs(ctx: Context, msg: list, out: list[Record]) -> None:
         raise ctx.fail("malformed", "universe and assetCtxs differ in length")
     ts = ctx.recv_ts()
     ctx.each(
-        list(zip(universe, ctxs)),
+        list(zip(universe, ctxs, strict=False)),
         lambda uc: _ctx_row(
             ctx, ctx.text(ctx.obj(uc[0], "universe[]").get("name"), "name"), uc[1], ts, out
         ),
