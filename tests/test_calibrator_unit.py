@@ -190,3 +190,27 @@ def test_calibrator_never_reads_the_mix():
                      for v in ("htx", "bybit")})
     assert cals[0] == cals[1] == cals[2]
     assert cals[0]["htx"][0]["long"]["value"] == pytest.approx(res.truth.rate_scale["htx"], rel=0.15)
+
+
+def test_rate_needs_several_events():
+    """One event is not evidence on the rate (a single stale mark would move every level)."""
+    eng = hc.Engine(venues=("okx",))
+    eng.ingest(stream("okx", np.full(5, bankruptcy_offset("okx", 1, 2.0))))
+    rs = eng.calibration("okx")["rate_scale"]["long"]
+    assert rs["value"] == 1.0 and rs["source"] == "prior"
+    assert eng.calibration("okx")["report_offset"]["long"]["n_eff"] == 5
+
+
+def test_real_okx_recording_without_marks_keeps_priors(shared_data):
+    """OKX's recording has hourly candles only: no liquidation has a fresh mark, so
+    nothing is learned and calibration() says why (rather than fitting stale prices)."""
+    by_symbol = hc.read_events_by_symbol(shared_data / "okx_sol_doge_hype_2026-03-04.jsonl")
+    ev = by_symbol["SOL-USDT-SWAP"]
+    eng = hc.Engine(symbol="SOL-USDT-SWAP", step=0.05, venues=("okx",))
+    counts = eng.ingest(ev)
+    cal = eng.calibration("okx")
+    assert cal["status"] == "prior" and "fresh mark" in cal["note"]
+    n = sum(cal["events"][s]["no_reference"] for s in ("long", "short"))
+    assert n == counts["liquidation"] > 1000
+    assert cal["rate_scale"]["long"]["value"] == 1.0
+    assert cal["report_offset"]["short"]["value"] == cal["report_offset"]["short"]["prior"]

@@ -205,7 +205,7 @@ bool Calibrator::observe(std::size_t slot, Side side, PriceKind kind, double rep
   st.offset[static_cast<std::size_t>(kind)].add(resid, cfg_.max_n_eff, cfg_.huber_c, cfg_.sigma_floor);
   ++st.used;
   if (!is_bankruptcy_like(kind)) return false;
-  if (++st.since_check < cfg_.apply_every && st.offset[static_cast<std::size_t>(kind)].n_eff() > RobustLocation::kWarm)
+  if (++st.since_check < cfg_.apply_every && st.offset[static_cast<std::size_t>(kind)].n_eff() > 2 * RobustLocation::kWarm)
     return false;
   st.since_check = 0;
   refresh_scale(slot, side);
@@ -244,7 +244,9 @@ void Calibrator::refresh_scale(std::size_t slot, Side side) {
     const RobustLocation& loc = st.offset[static_cast<std::size_t>(k)];
     if (!loc.empty() && (best == nullptr || loc.n_eff() > best->n_eff())) best = &loc;
   }
-  if (best == nullptr) return;
+  // A handful of events is not evidence on the rate: one stale mark would move
+  // every level of the venue.
+  if (best == nullptr || best->n_eff() < RobustLocation::kWarm) return;
   const double target = best->mean();
   const double lo_off = bankruptcy_offset(slot, side, cfg_.scale_min);
   const double hi_off = bankruptcy_offset(slot, side, cfg_.scale_max);
