@@ -9,21 +9,6 @@ namespace heatcore {
 
 namespace {
 
-// E[min(Z^2, c^2)] for a standard normal Z: turns the mean clipped square into a variance.
-double clipped_second_moment(double c) {
-  const double phi = std::exp(-0.5 * c * c) / std::sqrt(2.0 * 3.14159265358979323846);
-  const double tail = 0.5 * std::erfc(c / std::sqrt(2.0));  // P(Z > c)
-  return (1.0 - 2.0 * tail) - 2.0 * c * phi + 2.0 * c * c * tail;
-}
-
-double median_of(std::array<double, RobustLocation::kWarm> v, int n) {
-  auto first = v.begin(), last = v.begin() + n, mid = first + n / 2;
-  std::nth_element(first, mid, last);
-  double m = *mid;
-  if (n % 2 == 0) m = 0.5 * (m + *std::max_element(first, mid));
-  return m;
-}
-
 bool is_bankruptcy_like(PriceKind k) { return k == PriceKind::bankruptcy || k == PriceKind::order; }
 
 constexpr std::size_t kKinds = 6;
@@ -65,38 +50,70 @@ void CalibratorConfig::validate() const {
 
 // ---- RobustLocation ----------------------------------------------------------
 
+double RobustLocation::spread_of(const double* v, int n, double floor) {
+  // 1.4826 * MAD: the normal-consistent robust spread; scratch on the stack.
+  std::array<double, kRing> buf{};
+  std::copy_n(v, n, buf.begin());
+  const double med = median_n(buf.data(), n);
+  for (int i = 0; i < n; ++i) buf[static_cast<std::size_t>(i)] = std::abs(v[i] - med);
+  return std::max(1.4826 * median_n(buf.data(), n), floor);
+}
+
+double RobustLocation::median_n(double* v, int n) {
+  double* mid = v + n / 2;
+  std::nth_element(v, mid, v + n);
+  double m = *mid;
+  if (n % 2 == 0) m = 0.5 * (m + *std::max_element(v, mid));
+  return m;
+}
+
 void RobustLocation::add(double x, double max_n, double c, double sigma_floor) {
   ++count_;
   sigma_floor_ = sigma_floor;
-  if (beta_ <= 0.0) beta_ = clipped_second_moment(c);
+  // The spread comes from the recent residuals about their own median, not about
+  // the estimate: a biased estimate then shows as a run of one-sided clips (and
+  // restarts) instead of inflating the spread until nothing is clipped.
+  // Recomputed every kSpreadEvery observations (it moves slowly; the MAD is the
+  // costliest step of the update).
+  if (nring_ >= kWarm && (nring_ < kRing || count_ % kSpreadEvery == 0))
+    sd_ = spread_of(ring_.data(), nring_, sigma_floor);
+  const double sd = nring_ >= kWarm ? sd_ : 0.0;
+  ring_[ring_pos_] = x;
+  ring_pos_ = (ring_pos_ + 1) % kRing;
+  nring_ = std::min(nring_ + 1, kRing);
   if (nw_ < kWarm) {
     warm_[static_cast<std::size_t>(nw_++)] = x;
     if (nw_ == kWarm) {
-      // Start the M-estimate from the median and MAD of the first observations.
-      mu_ = median_of(warm_, nw_);
-      std::array<double, kWarm> dev{};
-      for (int i = 0; i < nw_; ++i) dev[static_cast<std::size_t>(i)] = std::abs(warm_[static_cast<std::size_t>(i)] - mu_);
-      const double sd = std::max(1.4826 * median_of(dev, nw_), sigma_floor);
-      s2_ = beta_ * sd * sd;
-      n_ = nw_;
+      // Start the M-estimate from the median of the first observations.
+      std::array<double, kRing> buf{};
+      std::copy_n(warm_.begin(), kWarm, buf.begin());
+      mu_ = median_n(buf.data(), kWarm);
+      n_ = kWarm;
     }
     return;
   }
-  const double sd = std::max(std::sqrt(s2_ / beta_), sigma_floor);
   const double r = x - mu_;
   const double psi = std::clamp(r, -c * sd, c * sd);
   if (psi != r) {
     ++clipped_;
     // A run of clipped residuals on one side is a level shift (a venue changed its
-    // tiers or its reports), not outliers: start over from the new level.
+    // tiers or its reports, or the start was contaminated), not outliers: start
+    // over from the new level.
     run_ = (run_ != 0 && (run_ > 0) == (r > 0)) ? run_ + (r > 0 ? 1 : -1) : (r > 0 ? 1 : -1);
     if (std::abs(run_) >= kShiftRun) {
       ++restarts_;
       run_ = 0;
       nw_ = 0;
-      const std::uint64_t keep = count_;
-      add(x, max_n, c, sigma_floor);
-      count_ = keep;
+      // Restart from the run itself: the newest kWarm residuals (all in the ring).
+      for (int i = kWarm; i >= 1; --i) {
+        warm_[static_cast<std::size_t>(kWarm - i)] =
+            ring_[static_cast<std::size_t>((ring_pos_ + kRing - i) % kRing)];
+      }
+      nw_ = kWarm;
+      std::array<double, kRing> buf{};
+      std::copy_n(warm_.begin(), kWarm, buf.begin());
+      mu_ = median_n(buf.data(), kWarm);
+      n_ = kWarm;
       return;
     }
   } else {
@@ -104,26 +121,23 @@ void RobustLocation::add(double x, double max_n, double c, double sigma_floor) {
   }
   n_ = std::min(n_ + 1.0, max_n);
   mu_ += psi / n_;
-  s2_ += (psi * psi - s2_) / n_;
 }
 
 double RobustLocation::mean() const noexcept {
   if (nw_ == 0) return 0.0;
-  if (nw_ < kWarm) return median_of(warm_, nw_);
+  if (nw_ < kWarm) {
+    std::array<double, kRing> buf{};
+    std::copy_n(warm_.begin(), nw_, buf.begin());
+    return median_n(buf.data(), nw_);
+  }
   return mu_;
 }
 
 double RobustLocation::sigma() const noexcept {
-  if (nw_ == 0) return 0.0;
-  if (nw_ < kWarm) {
-    // Few observations: their spread, floored, and never below a tenth of a basis point.
-    const double m = median_of(warm_, nw_);
-    std::array<double, kWarm> dev{};
-    for (int i = 0; i < nw_; ++i) dev[static_cast<std::size_t>(i)] = std::abs(warm_[static_cast<std::size_t>(i)] - m);
-    const double mad = nw_ >= 3 ? 1.4826 * median_of(dev, nw_) : 0.0;
-    return std::max(mad, 5.0 * sigma_floor_);
-  }
-  return std::max(std::sqrt(s2_ / beta_), sigma_floor_);
+  if (nring_ == 0) return 0.0;
+  // Few observations: never below five floors (a handful of events is no precision).
+  if (nring_ < 3) return 5.0 * sigma_floor_;
+  return std::max(spread_of(ring_.data(), nring_, sigma_floor_), nring_ < kWarm ? 5.0 * sigma_floor_ : 0.0);
 }
 
 // ---- Calibrator ----------------------------------------------------------------

@@ -27,10 +27,12 @@
 // Estimators: a location M-estimate (Huber) per stream, started from the median of
 // the first `kWarm` observations (so a documented prior far from the truth does
 // not make every early observation look like an outlier), then updated online
-// with gain 1/n, n capped at `max_n_eff` (old evidence fades). A run of
-// `kShiftRun` residuals clipped on the same side is a level shift (the venue
-// changed its tiers or its reports), and restarts the estimate from the new
-// level. The documented value enters as a Gaussian prior (mean, sd) combined by
+// with gain 1/n, n capped at `max_n_eff` (old evidence fades); residuals are
+// clipped at `huber_c` robust spreads, the spread being the MAD of the last
+// `kRing` residuals about their own median. A run of `kShiftRun` residuals
+// clipped on the same side is a level shift (the venue changed its tiers or its
+// reports, or the first events were contaminated, e.g. by a price jump), and
+// restarts the estimate from the run's last `kWarm` residuals. The documented value enters as a Gaussian prior (mean, sd) combined by
 // precision with the data estimate.
 //
 // Thread safety: owned by an Engine, same rules. No allocation after construction.
@@ -67,14 +69,17 @@ struct CalibratorConfig {
   void validate() const;
 };
 
-// Online robust location (Huber M-estimate) of one stream of residuals.
+// Online robust location (Huber M-estimate) of one stream of residuals. Fixed
+// size: no allocation per observation.
 class RobustLocation {
  public:
-  static constexpr int kWarm = 9;
+  static constexpr int kWarm = 9;    // the estimate starts from the median of this many
+  static constexpr int kRing = 32;   // the spread is the MAD of this many recent residuals
+  static constexpr int kSpreadEvery = 8;  // ... recomputed every this many observations
   // This many consecutive residuals clipped on the same side restart the estimate.
   static constexpr int kShiftRun = 12;
   void add(double x, double max_n, double c, double sigma_floor);
-  bool empty() const noexcept { return nw_ == 0; }
+  bool empty() const noexcept { return count_ == 0; }
   double mean() const noexcept;     // data estimate (no prior)
   double sigma() const noexcept;    // robust per-observation spread
   double n_eff() const noexcept { return nw_ < kWarm ? nw_ : n_; }
@@ -83,11 +88,14 @@ class RobustLocation {
   std::uint64_t restarts() const noexcept { return restarts_; }
 
  private:
+  static double median_n(double* v, int n);
+  static double spread_of(const double* v, int n, double floor);
   std::array<double, kWarm> warm_{};
-  int nw_ = 0;
-  double mu_ = 0.0, s2_ = 0.0, n_ = 0.0, sigma_floor_ = 2e-5, beta_ = 0.0;
+  std::array<double, kRing> ring_{};
+  int nw_ = 0, nring_ = 0, run_ = 0;
+  std::size_t ring_pos_ = 0;
+  double mu_ = 0.0, n_ = 0.0, sigma_floor_ = 2e-5, sd_ = 0.0;
   std::uint64_t count_ = 0, clipped_ = 0, restarts_ = 0;
-  int run_ = 0;
 };
 
 // A value with its uncertainty: the posterior of a Gaussian prior and the data.
