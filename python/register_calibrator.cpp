@@ -83,7 +83,12 @@ void register_calibrator(py::module_& m) {
       .def("set_calibrating", &hc::Engine::set_calibrating)
       .def("calibrating", &hc::Engine::calibrating)
       .def("configure_calibrator",
-           [](hc::Engine& e, const hc::CalibratorConfig& cfg) { e.calibrator().reset(cfg); })
+           [](hc::Engine& e, const hc::CalibratorConfig& cfg) {
+             e.calibrator().reset(cfg);
+             // The estimates are forgotten: put every level back where the registry says.
+             for (std::size_t s = 0; s < e.venue_count(); ++s)
+               for (hc::Side side : {hc::Side::long_, hc::Side::short_}) e.apply_calibration(s, side);
+           })
       .def("calibrator_config", [](const hc::Engine& e) { return e.calibrator().config(); })
       .def("set_documented_kind",
            [](hc::Engine& e, int slot, int kind) { e.calibrator().set_documented_kind(slot_checked(e, slot), kind_of(kind)); })

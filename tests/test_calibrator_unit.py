@@ -214,3 +214,19 @@ def test_real_okx_recording_without_marks_keeps_priors(shared_data):
     assert n == counts["liquidation"] > 1000
     assert cal["rate_scale"]["long"]["value"] == 1.0
     assert cal["report_offset"]["short"]["value"] == cal["report_offset"]["short"]["prior"]
+
+
+def test_reconfiguring_forgets_and_restores_documented_levels():
+    body = stream("okx", np.full(100, bankruptcy_offset("okx", 1, 1.5)))
+    ev = np.concatenate([np.zeros(1, dtype=hc.EVENT_DTYPE), body])
+    ev[0]["ts"], ev[0]["kind"], ev[0]["price"], ev[0]["value"] = T0 - 1, 1, 100_000.0, 1e9
+    ev[0]["venue"] = venue_id("okx")
+    eng = hc.Engine(venues=("okx",))
+    documented = eng.liquidation_ratios("okx", "long")
+    eng.ingest(ev)
+    assert eng.calibration("okx")["rate_scale"]["long"]["applied"] == pytest.approx(1.5, rel=0.02)
+    assert not np.allclose(eng.liquidation_ratios("okx", "long"), documented)
+    eng.configure_calibrator(max_n_eff=500.0)
+    cal = eng.calibration("okx")
+    assert cal["rate_scale"]["long"]["applied"] == 1.0 and cal["events"]["long"]["used"] == 0
+    np.testing.assert_allclose(eng.liquidation_ratios("okx", "long"), documented, rtol=1e-12)
