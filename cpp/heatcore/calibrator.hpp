@@ -32,8 +32,21 @@
 // `kRing` residuals about their own median. A run of `kShiftRun` residuals
 // clipped on the same side is a level shift (the venue changed its tiers or its
 // reports, or the first events were contaminated, e.g. by a price jump), and
-// restarts the estimate from the run's last `kWarm` residuals. The documented value enters as a Gaussian prior (mean, sd) combined by
-// precision with the data estimate.
+// restarts the estimate from the run's last `kWarm` residuals. The documented
+// value enters as a Gaussian prior (mean, sd) combined by precision with the data
+// estimate; a systematic sd (`systematic_sd`) is added for the mark overshoot.
+//
+// Identifiability. A wrong maintenance rate moves every level of a side by about
+// dm in ln price, and a different leverage mix can mimic that from the map's point
+// of view. The two learners must therefore not fit the same residual. The
+// calibrator uses only evidence that does not pass through the map: the reported
+// price against the venue's own mark. It never reads the book, the mix or the
+// Leverage Learner, so it cannot absorb a mix error, and the learner cannot
+// absorb a rate the calibrator has measured: the calibrator moves the levels
+// (Engine::apply_calibration), the learner fits the mix on the moved levels, and
+// the learner's kernel is centred on trigger_of() and widened by level_sigma().
+// The cost of this choice: where reports carry no separable information on the
+// rate (trade print, fill, mark), the rate keeps the registry's value.
 //
 // Thread safety: owned by an Engine, same rules. No allocation after construction.
 #pragma once
