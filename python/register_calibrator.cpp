@@ -101,6 +101,15 @@ void register_calibrator(py::module_& m) {
                              "long"_a = side_dict(e, s, hc::Side::long_),
                              "short"_a = side_dict(e, s, hc::Side::short_));
            })
+      .def("calibrated_window",
+           [](const hc::Engine& e, int slot, int side, int kind, double reported, double min_half_bins,
+              double frac) {
+             double lo = 0.0, hi = 0.0;
+             e.calibrated_window(slot_checked(e, slot), side_of(side), kind_of(kind), reported, min_half_bins, frac,
+                                 lo, hi);
+             return py::make_tuple(lo, hi);
+           },
+           "slot"_a, "side"_a, "kind"_a, "reported"_a, "min_half_bins"_a = 2.0, "frac"_a = 0.002)
       .def("trigger_of",
            [](const hc::Engine& e, int slot, int side, int kind, double reported) {
              return e.calibrator().trigger_of(slot_checked(e, slot), side_of(side), kind_of(kind), reported);

@@ -230,3 +230,16 @@ def test_reconfiguring_forgets_and_restores_documented_levels():
     cal = eng.calibration("okx")
     assert cal["rate_scale"]["long"]["applied"] == 1.0 and cal["events"]["long"]["used"] == 0
     np.testing.assert_allclose(eng.liquidation_ratios("okx", "long"), documented, rtol=1e-12)
+
+
+def test_learner_window_is_centred_on_the_trigger():
+    truth = bankruptcy_offset("okx", 1, 1.0)
+    eng = hc.Engine(venues=("okx",))
+    core, bk = eng._core, PRICE_KINDS.index("bankruptcy")
+    lo0, hi0 = core.calibrated_window(0, 1, bk, 99_000.0)
+    # no evidence yet: centred on the documented trigger, widened by the prior's uncertainty
+    assert (lo0 + hi0) / 2 * eng.step == pytest.approx(99_000.0 * math.exp(-truth), rel=1e-9)
+    eng.ingest(stream("okx", np.full(300, truth) + np.random.default_rng(4).normal(0, 1e-4, 300)))
+    lo1, hi1 = core.calibrated_window(0, 1, bk, 99_000.0)
+    assert hi1 - lo1 < hi0 - lo0          # evidence narrows the kernel
+    assert (hi1 - lo1) / 2 >= 0.002 * 99_000.0 / eng.step

@@ -302,6 +302,14 @@ void Engine::apply_calibration(std::size_t slot, Side side) {
   book.set_ratios(grid_, r);
   calib_.mark_applied(slot, side, scale);
 }
+
+void Engine::calibrated_window(std::size_t slot, Side side, PriceKind kind, double reported, double min_half_bins,
+                               double frac, double& x_lo, double& x_hi) const {
+  const double x = calib_.trigger_of(slot, side, kind, reported) / grid_.step;
+  const double half = std::max(min_half_bins, frac * x) + 2.0 * calib_.level_sigma(slot, side) * x;
+  x_lo = x - half;
+  x_hi = x + half;
+}
 // [calibrator] end
 
 Reject Engine::apply(const Event& ev) {

@@ -105,6 +105,13 @@ class Engine {
   // Re-place a side's levels with the calibrator's current rate scale
   // (O(tiers x bins): called on the calibrator's cadence, not per event).
   void apply_calibration(std::size_t slot, Side side);
+  // The Leverage Learner's kernel window, in bin units, for a report of `kind` at
+  // `reported`: centred on the trigger the report stands for (the calibrator's
+  // offset; the documented one while it has no evidence) and half-width
+  // max(min_half_bins, frac * x) + 2 * level_sigma * x, the calibrator's uncertainty
+  // on where levels sit widening it.
+  void calibrated_window(std::size_t slot, Side side, PriceKind kind, double reported, double min_half_bins,
+                         double frac, double& x_lo, double& x_hi) const;
   // [calibrator] end
 
   const std::array<std::uint64_t, kRejectReasons>& rejected() const noexcept { return rejected_; }
