@@ -13,7 +13,8 @@ from heatcore.sim import SimConfig, SimResult, simulate
 # A short, volatile market on a few venues (one of each feed type and each departure):
 # enough liquidations for statistics in a few seconds of run time.
 SMALL_VENUES = ("binance", "bybit", "okx", "htx", "kraken", "hyperliquid", "bitget")
-SMALL = dict(hours=6.0, venues=SMALL_VENUES, daily_vol=0.08, keep_positions=True)
+SMALL = dict(hours=6.0, venues=SMALL_VENUES, daily_vol=0.08, keep_positions=True,
+             cross_share={"kraken": 0.0})
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_sampled_feeds_keep_one_per_second(small: SimResult) -> None:
         tsec = t["ts"] // 1000
         assert np.unique(tsec).size == secs.size
         assert t.size > secs.size  # sampling really dropped events
-        for s, ts in zip(secs[:50], liq["ts"][:50]):
+        for s, ts in zip(secs[:50], liq["ts"][:50], strict=True):
             assert ts == t["ts"][tsec == s].max()
 
 
@@ -224,9 +225,9 @@ def test_stale_rate_venue_liquidates_at_true_rate(small: SimResult) -> None:
     mech = hv.get_venue("htx").mechanics(small.symbol)
     ratio = liq["trigger"][sel] / liq["entry"][sel]
     true = np.array([mech.liquidation_ratio(int(s), float(lev), 1.6)
-                     for s, lev in zip(liq["side"][sel], liq["leverage"][sel])])
+                     for s, lev in zip(liq["side"][sel], liq["leverage"][sel], strict=True)])
     documented = np.array([mech.liquidation_ratio(int(s), float(lev), 1.0)
-                           for s, lev in zip(liq["side"][sel], liq["leverage"][sel])])
+                           for s, lev in zip(liq["side"][sel], liq["leverage"][sel], strict=True)])
     np.testing.assert_allclose(ratio, true, rtol=1e-12)
     # a stale table is a measurable difference: the true level sits closer to entry
     assert np.all(np.abs(true - 1) < np.abs(documented - 1))
@@ -263,19 +264,29 @@ def test_undocumented_report_convention(small: SimResult) -> None:
 
 
 def test_cross_margin_dies_farther(small: SimResult) -> None:
-    liq = small.truth.liquidations
+    tr = small.truth
+    liq = tr.liquidations
     sel = liq["venue"] == _code("hyperliquid")
-    assert small.truth.cross_share["hyperliquid"] == 0.5
+    reg = hv.get_venue("hyperliquid")
+    assert tr.cross_share["hyperliquid"] == reg.cross_share > 0  # the documented prior
+    assert tr.cross_distance["hyperliquid"] == reg.cross_distance
     cross = liq[sel & liq["cross"]]
     iso = liq[sel & ~liq["cross"]]
     assert cross.size > 10 and iso.size > 10
-    mech = hv.get_venue("hyperliquid").mechanics(small.symbol)
+    mech = reg.mechanics(small.symbol)
     d_iso = np.array([abs(mech.liquidation_ratio(int(s), float(L)) - 1)
-                      for s, L in zip(cross["side"], cross["leverage"])])
+                      for s, L in zip(cross["side"], cross["leverage"], strict=True)])
     d_real = np.abs(cross["trigger"] / cross["entry"] - 1)
-    assert np.all(d_real >= 1.5 * d_iso - 1e-12) and np.all(d_real <= 3.0 * d_iso + 1e-12)
+    lo = reg.cross_distance * (1 - small.config.cross_spread)
+    hi = reg.cross_distance * (1 + small.config.cross_spread)
+    assert np.all(d_real >= lo * d_iso - 1e-12) and np.all(d_real <= hi * d_iso + 1e-12)
+    # the share of cross legs among openings is the truth's
+    pos = tr.positions
+    opened = pos[(pos["venue"] == _code("hyperliquid")) & (pos["open_ts"] >= small.config.start_ts_ms)]
+    assert abs(opened["cross"].mean() - tr.cross_share["hyperliquid"]) < 0.03
     # no cross legs where the truth says none
-    assert not np.any(liq["cross"][liq["venue"] == _code("htx")])
+    assert tr.cross_share["kraken"] == 0.0
+    assert not np.any(pos["cross"][pos["venue"] == _code("kraken")])
 
 
 # ----------------------------------------------------------------------------- cascades

@@ -13,10 +13,13 @@ The model
   (capped at the venue's maximum leverage), enters at the venue's mark price,
   and gets its liquidation price from the venue's *true* mechanics
   (``Venue.mechanics(symbol).liquidation_ratio(side, L, rate_scale)``).
-  Cross-margined legs die farther away: their distance is multiplied by
-  ``U(*cross_distance)``. Notionals are lognormal (median ``notional_median``).
+  Cross-margined legs (a share ``cross_share`` of each venue's legs; default
+  the registry's documented prior) die farther away: their distance is
+  multiplied by ``cross_distance x U(1 - cross_spread, 1 + cross_spread)``
+  (default: the registry's ``cross_distance``, 2-2.5). Notionals are lognormal (median ``notional_median``).
   A pair closes voluntarily after an exponential lifetime whose mean falls with
-  leverage (``lifetime_h * (max_leg_leverage / 10) ** -lifetime_lev_exponent``).
+  leverage (``lifetime_h * (max_leg_leverage / 10) ** -lifetime_lev_exponent``:
+  24 h at 10x, 45 min at 100x, 11 days at 2x by default).
   When one leg is liquidated its partner is closed in the same second (the
   counter-side trader takes profit against the liquidation order), so open
   long quantity always equals open short quantity: that quantity is the
@@ -28,11 +31,16 @@ The model
 * **Price.** One global true mark price at 1 s resolution: GBM (``daily_vol``)
   plus Poisson jumps (``jumps_per_day``, Laplace sizes ``jump_size``) plus the
   impact of liquidations. Each venue's mark adds a small basis
-  (``basis_bp``, interpolated noise). Liquidations in one second move the
-  price by ``impact_coef * (notional / $1M) ** impact_exponent`` (log return,
-  exponent 0.87; long liquidations push down, short ones up), a share
-  ``impact_permanent`` of it permanent and the rest decaying with
-  ``impact_halflife_s``; liquidations at the new price trigger more (cascades).
+  (``basis_bp``, interpolated noise). Liquidations move the price like one
+  metaorder per cascade: a chain of same-direction liquidations (gaps of at
+  most ``chain_gap_s``) with cumulative notional Q has moved the price by
+  ``impact_coef * (Q / $1M) ** impact_exponent`` (log return, exponent 0.87;
+  long liquidations push down, short ones up), applied second by second as Q
+  grows; a share ``impact_permanent`` is permanent, the rest decays with
+  ``impact_halflife_s``. Liquidations at the new price trigger more
+  (cascades). The default coefficient keeps the feedback sub-critical on the
+  default book (about +20-30 % liquidated notional against the same path
+  without impact); raising it a few times makes runaway crashes.
 * **Crossing is event-driven.** Per venue and side the legs sit in an array
   sorted by liquidation price plus a small unsorted buffer of recent openings;
   the run advances in chunks of up to 60 s and only compares the chunk's venue
@@ -53,19 +61,23 @@ The model
 
 Departures from the registry (defaults, so the learners have something to find)
 ------------------------------------------------------------------------------
-* Hidden mixes: every venue's and side's true band mix is drawn from a Dirichlet
-  around the registry's prior (``mix_concentration``), spread over tiers with
-  extra weight on round leverages (5x, 10x, 20x, 25x, 50x, 100x). On top,
-  **bybit longs** are much more leveraged than the archetype
-  (bands 0.05/0.12/0.28/0.30/0.25) and **hyperliquid shorts** much less
-  (0.70/0.22/0.06/0.02/0).
+* Hidden mixes: every venue's and side's true band mix is drawn (from ``seed``)
+  from a Dirichlet around the registry's prior (``mix_concentration``), spread
+  over tiers with extra weight on round leverages (3x, 5x, 10x, 20x, 25x, 50x,
+  100x, 125x). On top, **bybit longs** are much less leveraged than the
+  archetype (bands 0.25/0.35/0.28/0.09/0.03 against 0.10/0.25/0.40/0.17/0.08)
+  and **hyperliquid** much more (longs 0.25/0.30/0.30/0.15/0, shorts
+  0.30/0.30/0.28/0.12/0 against 0.60/0.28/0.10/0.02/0). ``mixes=`` replaces
+  these (5 band weights or 19 tier weights, per venue or per venue and side).
 * Stale maintenance table: **htx** liquidates at 1.6x the documented maintenance
   rate (``rate_scale["htx"] = 1.6``); **gate** at 0.7x.
 * Undocumented reported price: **kraken**'s registry says ``trade`` but the feed
   really reports the **bankruptcy** price; **bitmex**'s says ``order`` but it
   reports the **fill**.
-* Cross margin: 25 % of positions on binance, 20 % on bybit and okx, 50 % on
-  hyperliquid are cross-margined (they die 1.5-3x farther than isolated).
+* Cross margin follows the registry's documented priors by default (50-95 % of
+  legs, dying 2-2.5x farther than isolated): from liquidations alone it looks
+  like a lower-leverage mix, so heatcore treats it as a prior, not something to
+  learn. ``cross_share={"okx": 0.2}`` / ``cross_distance=`` make a venue depart.
 * Regime change: off by default; ``regime_change=("bybit", 12.0, band_mix)``
   (optionally a 4th element ``"long"``/``"short"``) switches that venue's
   opening mix at hour 12 (rounded to the chunk grid).
@@ -171,15 +183,15 @@ class SimConfig:
     # hidden truth
     mix_concentration: float = 30.0
     mixes: Mapping[str, Any] | None = _factory({
-        "bybit": {"long": (0.05, 0.15, 0.35, 0.30, 0.15)},
+        "bybit": {"long": (0.25, 0.35, 0.28, 0.09, 0.03)},
         "hyperliquid": {"long": (0.25, 0.30, 0.30, 0.15, 0.0),
                         "short": (0.30, 0.30, 0.28, 0.12, 0.0)},
     })
     rate_scale: Mapping[str, float] = _factory({"htx": 1.6, "gate": 0.7})
     report_convention: Mapping[str, str] = _factory({"kraken": "bankruptcy", "bitmex": "fill"})
-    cross_share: Mapping[str, float] = _factory(
-        {"binance": 0.25, "bybit": 0.2, "okx": 0.2, "hyperliquid": 0.5})
-    cross_distance: Tuple[float, float] = (1.5, 3.0)
+    cross_share: Mapping[str, float] = _factory({})  # venue -> share; missing: registry prior
+    cross_distance: Mapping[str, float] = _factory({})  # venue -> mean multiple; missing: registry
+    cross_spread: float = 0.25
     regime_change: Tuple[Any, ...] | None = None
     # cascades
     impact_coef: float = 1.5e-5
@@ -211,7 +223,7 @@ def _nice_step(x: float) -> float:
     return best * 10.0**e
 
 
-def _band_mix_to_tiers(band_mix: Sequence[float], max_lev: float,
+def _band_mix_to_tiers(band_mix: Sequence[float] | np.ndarray, max_lev: float,
                        shape: np.ndarray | None = None) -> np.ndarray:
     """Spread a band mix over the tiers allowed at ``max_lev``.
 
@@ -267,9 +279,9 @@ class Truth:
         The tier support (:data:`heatcore.venues.DEFAULT_TIERS`).
     venues : tuple of str
         Simulated venues.
-    rate_scale, report_convention, cross_share : dict
+    rate_scale, report_convention, cross_share, cross_distance : dict
         Per venue: true maintenance rate over the registry's, the price the feed
-        really reports, share of cross-margined legs.
+        really reports, share of cross-margined legs, their mean distance multiple.
     regime_changes : list of (ts_ms, venue, side, new_mix)
     liquidations : numpy.ndarray
         Every true liquidation (:data:`LIQUIDATION_DTYPE`), time-ordered.
@@ -283,7 +295,8 @@ class Truth:
 
     def __init__(self, *, venues: tuple[str, ...], mixes: dict[tuple[str, int], list],
                  rate_scale: dict[str, float], report_convention: dict[str, str],
-                 cross_share: dict[str, float], regime_changes: list,
+                 cross_share: dict[str, float], cross_distance: dict[str, float],
+                 regime_changes: list,
                  liquidations: np.ndarray, price_path: tuple[np.ndarray, np.ndarray],
                  oi_ts: np.ndarray, open_qty: np.ndarray, end_ts: int,
                  positions: np.ndarray | None):
@@ -293,6 +306,7 @@ class Truth:
         self.rate_scale = rate_scale
         self.report_convention = report_convention
         self.cross_share = cross_share
+        self.cross_distance = cross_distance
         self.regime_changes = regime_changes
         self.liquidations = liquidations
         self.price_path = price_path
@@ -447,6 +461,11 @@ class _Market:
         for n, s in cfg.cross_share.items():
             if not 0 <= s <= 1:
                 raise ValueError(f"cross_share[{n!r}] must be in [0, 1]")
+        for n, s in cfg.cross_distance.items():
+            if not (s >= 1 and math.isfinite(s)):
+                raise ValueError(f"cross_distance[{n!r}] must be >= 1")
+        if not 0 <= cfg.cross_spread < 1:
+            raise ValueError("cross_spread must be in [0, 1)")
         for n, s in cfg.rate_scale.items():
             if not (s > 0 and math.isfinite(s)):
                 raise ValueError(f"rate_scale[{n!r}] must be positive")
@@ -456,9 +475,12 @@ class _Market:
         cfg, rng = self.cfg, self.rng
         V = self.V
         self.rate_scale = {n: float(cfg.rate_scale.get(n, 1.0)) for n in self.names}
-        self.cross_share = {n: float(cfg.cross_share.get(n, 0.0)) for n in self.names}
+        self.cross_share = {n: float(cfg.cross_share.get(n, v.cross_share))
+                            for n, v in zip(self.names, self.reg, strict=True)}
+        self.cross_distance = {n: float(cfg.cross_distance.get(n, max(1.0, v.cross_distance)))
+                               for n, v in zip(self.names, self.reg, strict=True)}
         self.convention = {}
-        for n, v in zip(self.names, self.reg):
+        for n, v in zip(self.names, self.reg, strict=True):
             reg = v.reported_price if v.reported_price in _CONVENTIONS else "trade"
             self.convention[n] = cfg.report_convention.get(n, reg)
         self.conv_idx = np.array([_CONVENTIONS.index(self.convention[n]) for n in self.names])
@@ -471,7 +493,7 @@ class _Market:
         mixes: dict[tuple[str, int], list] = {}
         self.mix_now = np.zeros((V, 2, _NT))
         start_ms = cfg.start_ts_ms
-        for vi, (n, v) in enumerate(zip(self.names, self.reg)):
+        for vi, (n, v) in enumerate(zip(self.names, self.reg, strict=True)):
             prior = np.asarray(v.prior_bands, dtype=float)
             prior = prior / prior.sum()
             override = (cfg.mixes or {}).get(n)
@@ -513,7 +535,7 @@ class _Market:
         self.ratio = np.ones((V, 2, _NT))
         self.bk_ratio = np.ones((V, 2, _NT))
         inv_l = 1.0 / _TIERS
-        for vi, (n, v) in enumerate(zip(self.names, self.reg)):
+        for vi, (n, v) in enumerate(zip(self.names, self.reg, strict=True)):
             mech = v.mechanics(cfg.symbol)
             for s, sign in enumerate((1, -1)):
                 for t, lev in enumerate(_TIERS):
@@ -637,10 +659,11 @@ class _Market:
         """Cross-margin distance factors (per leg, 1 = isolated) and notionals (per pair)."""
         rng, cfg = self.rng, self.cfg
         m = venue.size
-        lo, hi = cfg.cross_distance
+        legs = np.repeat(venue, 2)
         k = np.ones(2 * m)
-        is_cross = rng.random(2 * m) < self.cross_arr[np.repeat(venue, 2)]
-        k[is_cross] = rng.uniform(lo, hi, int(is_cross.sum()))
+        is_cross = rng.random(2 * m) < self.cross_arr[legs]
+        spread = rng.uniform(1.0 - cfg.cross_spread, 1.0 + cfg.cross_spread, int(is_cross.sum()))
+        k[is_cross] = np.maximum(1.0, self.cross_dist_arr[legs[is_cross]] * spread)
         notional = np.exp(rng.normal(math.log(cfg.notional_median), cfg.notional_sigma, m))
         return k, notional
 
@@ -653,6 +676,7 @@ class _Market:
         cdf[:, :, -1] = 1.0
         self.flat_cdf = [(cdf[:, s, :] + np.arange(V)[:, None]).reshape(-1) for s in range(2)]
         self.cross_arr = np.array([self.cross_share[n] for n in self.names])
+        self.cross_dist_arr = np.array([self.cross_distance[n] for n in self.names])
         expected = float(self.lam.sum()) * (self.hist_s * 0.5 + S) + 1000
         self._alloc(int(2 * expected * 1.2) + 64)
 
@@ -791,7 +815,7 @@ class _Market:
         order = np.argsort(key, kind="stable")
         ids, key = ids[order], key[order]
         bounds = np.searchsorted(key, np.arange(2 * self.V + 1))
-        for k in np.flatnonzero(bounds[1:] > bounds[:-1]):
+        for k in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist():
             self.fresh[k].append(ids[bounds[k]: bounds[k + 1]])
             self.fresh_n[k] += bounds[k + 1] - bounds[k]
             if self.fresh_n[k] > max(2048, self.stock_ids[k].size // 16):
@@ -1112,7 +1136,7 @@ class _Market:
         ts_all = np.concatenate([x["ts"] for x in parts])
         order = np.argsort(ts_all, kind="stable")
         events = np.zeros(ts_all.size, EVENT_DTYPE)
-        for name in EVENT_DTYPE.names:
+        for name in EVENT_DTYPE.names or ():
             events[name] = np.concatenate([x[name] for x in parts])[order]
 
         positions = None
@@ -1133,6 +1157,7 @@ class _Market:
         truth = Truth(
             venues=self.names, mixes=self.mixes, rate_scale=dict(self.rate_scale),
             report_convention=dict(self.convention), cross_share=dict(self.cross_share),
+            cross_distance=dict(self.cross_distance),
             regime_changes=list(self.regime_changes), liquidations=liq,
             price_path=(t0 + np.arange(S, dtype=np.int64) * 1000, self.p.copy()),
             oi_ts=oi_ts, open_qty=oi_qty, end_ts=t0 + S * 1000, positions=positions)
