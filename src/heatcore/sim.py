@@ -132,12 +132,16 @@ LIQUIDATION_DTYPE = np.dtype([
     ("chain", "<i4"),         # cascade chain id (per direction, gaps <= chain_gap_s)
     ("level", "<i2"),         # index of this second within its chain (0 = chain start)
     ("emitted", "?"),         # appears in the event stream (feed not none, survived sampling)
+    ("leg", "<i8"),           # row in Truth.positions (when kept)
 ])
 
-#: One row per leg (only with ``keep_positions=True``).
+#: One row per leg (only with ``keep_positions=True``). Rows ``2k`` (long) and
+#: ``2k + 1`` (short) are the two legs of one opening; ``close_ts`` is the planned
+#: voluntary close, ``end_ts`` when the leg really ended.
 POSITION_DTYPE = np.dtype([
     ("venue", "<u2"), ("side", "i1"), ("leverage", "<f8"), ("cross", "?"), ("entry", "<f8"),
-    ("qty", "<f8"), ("liq_price", "<f8"), ("open_ts", "<i8"), ("end_ts", "<i8"),
+    ("qty", "<f8"), ("liq_price", "<f8"), ("open_ts", "<i8"), ("close_ts", "<i8"),
+    ("end_ts", "<i8"),
     # 0 still open, 1 closed, 2 liquidated, 3 closed against its partner's liquidation
     ("end", "u1"),
 ])
@@ -298,7 +302,7 @@ class Truth:
                  cross_share: dict[str, float], cross_distance: dict[str, float],
                  regime_changes: list,
                  liquidations: np.ndarray, price_path: tuple[np.ndarray, np.ndarray],
-                 oi_ts: np.ndarray, open_qty: np.ndarray, end_ts: int,
+                 basis: np.ndarray, oi_ts: np.ndarray, open_qty: np.ndarray, end_ts: int,
                  positions: np.ndarray | None):
         self.tiers = _TIERS.copy()
         self.venues = venues
@@ -310,6 +314,7 @@ class Truth:
         self.regime_changes = regime_changes
         self.liquidations = liquidations
         self.price_path = price_path
+        self._basis = basis
         self.oi_ts = oi_ts
         self._open_qty = open_qty  # (snapshots, venues, 2, tiers) base qty
         self._end_ts = end_ts
@@ -352,6 +357,12 @@ class Truth:
         ts = self._end_ts if at_ts is None else int(at_ts)
         i = max(0, int(np.searchsorted(self.oi_ts, ts, side="right")) - 1)
         return self._open_qty[i, v, _side_index(side)].copy()
+
+    @property
+    def marks(self) -> np.ndarray:
+        """Venue mark prices, one row per simulated venue (order of :attr:`venues`),
+        one column per second of :attr:`price_path`: the prices liquidations trigger on."""
+        return self.price_path[1][None, :] * (1.0 + self._basis)
 
     def liquidated_usd(self, venue: str, side: SideLike) -> float:
         """True total liquidated notional (before feed sampling)."""
@@ -1094,6 +1105,7 @@ class _Market:
         liq["cross"] = cross
         liq["chain"] = chain
         liq["level"] = level
+        liq["leg"] = ids
         liq = liq[ts_order]
         ids = ids[ts_order]
         self.p_end[ids] = liq["ts"]
@@ -1151,6 +1163,7 @@ class _Market:
             positions["qty"] = self.p_qty[: self.n]
             positions["liq_price"] = self.p_lp[: self.n]
             positions["open_ts"] = self.p_open[: self.n]
+            positions["close_ts"] = np.repeat(self.pair_close[: self.n // 2], 2)
             positions["end_ts"] = self.p_end[: self.n]
             positions["end"] = self.p_endkind[: self.n]
 
@@ -1160,6 +1173,7 @@ class _Market:
             cross_distance=dict(self.cross_distance),
             regime_changes=list(self.regime_changes), liquidations=liq,
             price_path=(t0 + np.arange(S, dtype=np.int64) * 1000, self.p.copy()),
+            basis=self.B,
             oi_ts=oi_ts, open_qty=oi_qty, end_ts=t0 + S * 1000, positions=positions)
         return SimResult(events=events, symbol=cfg.symbol,
                          step=_nice_step(cfg.start_price * 5e-4), truth=truth, config=cfg,
