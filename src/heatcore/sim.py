@@ -156,10 +156,52 @@ def _factory(d: Mapping[str, Any]) -> Any:
 
 @dataclass(frozen=True)
 class SimConfig:
-    """All knobs of the synthetic market (see the module docstring).
+    """All knobs of the synthetic market (the module docstring explains the model).
 
-    Attributes not described here are documented in the module docstring;
-    rates are per day unless named otherwise, times in seconds unless ``_h``.
+    Attributes
+    ----------
+    hours, seed, venues, symbol, start_price, start_ts_ms
+        Length of the run, the seed of everything, simulated venues (``None``: all
+        registry venues), symbol (selects the tier tables), price and time at t=0.
+    daily_vol, jumps_per_day, jump_size, basis_bp
+        Diffusion volatility per day, Poisson jump rate per day, Laplace scale of a
+        jump (log), per-venue basis noise (basis points).
+    price_interval_s, oi_interval_s
+        Whole seconds between price events and between OI readings per venue.
+    oi_usd, oi_scale
+        Target OI at t=0 per venue (USD; missing venues use :data:`DEFAULT_OI_USD`)
+        and a factor on all of them. OI then moves with openings, closes and
+        liquidations.
+    notional_median, notional_sigma
+        Lognormal notional of an opening (USD; both legs carry it).
+    lifetime_h, lifetime_lev_exponent, history_days
+        Mean pair lifetime at 10x, its power-law fall with the larger leg leverage,
+        and the pre-history that builds the initial book.
+    mix_concentration, mixes
+        Dirichlet concentration of the hidden mixes around the registry priors
+        (lower = farther), and explicit mixes: ``{venue: weights}`` or
+        ``{venue: {"long": weights, "short": weights}}`` with 5 band or 19 tier
+        weights.
+    rate_scale, report_convention
+        Per-venue true maintenance rate over the registry's, and the price the feed
+        really reports (``bankruptcy``, ``order``, ``fill``, ``trade``, ``mark``).
+    cross_share, cross_distance, cross_spread
+        Per-venue share of cross-margined legs and their mean distance multiple
+        (missing: the registry's priors); each cross leg draws its multiple from
+        ``mean x U(1 - cross_spread, 1 + cross_spread)``.
+    regime_change
+        ``(venue, hour, mix)`` or ``(venue, hour, mix, side)``: the opening mix
+        switches at that hour (rounded to the 60 s chunk grid).
+    impact_coef, impact_exponent, impact_permanent, impact_halflife_s, chain_gap_s
+        Cascade impact: log move ``coef * (Q / $1M) ** exponent`` for a chain's
+        cumulative liquidated notional Q, its permanent share, the half-life of the
+        rest, and the largest gap (s) inside one chain.
+    fill_slippage, trade_noise, tick
+        Noise of ``fill`` (adverse, half-normal) and ``trade`` (normal) reports as a
+        fraction of the mark; price tick of ``order`` reports (default about 1e-6 of
+        the start price).
+    keep_positions
+        Keep every leg in :attr:`Truth.positions` (memory: ~80 bytes per leg).
     """
 
     hours: float = 24.0
@@ -193,8 +235,8 @@ class SimConfig:
     })
     rate_scale: Mapping[str, float] = _factory({"htx": 1.6, "gate": 0.7})
     report_convention: Mapping[str, str] = _factory({"kraken": "bankruptcy", "bitmex": "fill"})
-    cross_share: Mapping[str, float] = _factory({})  # venue -> share; missing: registry prior
-    cross_distance: Mapping[str, float] = _factory({})  # venue -> mean multiple; missing: registry
+    cross_share: Mapping[str, float] = _factory({})
+    cross_distance: Mapping[str, float] = _factory({})
     cross_spread: float = 0.25
     regime_change: Tuple[Any, ...] | None = None
     # cascades
@@ -206,7 +248,7 @@ class SimConfig:
     # reported-price noise
     fill_slippage: float = 3e-4
     trade_noise: float = 2e-4
-    tick: float | None = None  # price tick for "order" prices; default ~1e-6 of the start price
+    tick: float | None = None
     keep_positions: bool = False
 
 
