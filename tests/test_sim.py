@@ -370,6 +370,18 @@ def test_cascade_chains_are_bursts(small: SimResult) -> None:
     assert c["level"].max() >= 1 and c["level"].min() == 0
 
 
+def test_faithful_market_follows_the_registry() -> None:
+    res = simulate(config=SimConfig.faithful(hours=0.2, seed=1, venues=("htx", "kraken")),
+                   cross_share=0.0)
+    tr = res.truth
+    for v in ("htx", "kraken"):
+        np.testing.assert_allclose(tr.mix(v, "long"), hv.prior_weights(v), atol=1e-12)
+        np.testing.assert_allclose(tr.mix(v, "short"), hv.prior_weights(v), atol=1e-12)
+        assert tr.rate_scale[v] == 1.0 and tr.cross_share[v] == 0.0
+        assert tr.report_convention[v] == hv.get_venue(v).reported_price
+    assert not np.any(tr.liquidations["cross"])
+
+
 # ----------------------------------------------------------------------------- regime
 def test_regime_change_switches_openings_mix() -> None:
     new = (0.0, 0.0, 0.1, 0.3, 0.6)

@@ -179,15 +179,17 @@ class SimConfig:
         and the pre-history that builds the initial book.
     mix_concentration, mixes
         Dirichlet concentration of the hidden mixes around the registry priors
-        (lower = farther), and explicit mixes: ``{venue: weights}`` or
+        (lower = farther; ``None``: exactly :func:`heatcore.venues.prior_weights`),
+        and explicit mixes: ``{venue: weights}`` or
         ``{venue: {"long": weights, "short": weights}}`` with 5 band or 19 tier
         weights.
     rate_scale, report_convention
         Per-venue true maintenance rate over the registry's, and the price the feed
         really reports (``bankruptcy``, ``order``, ``fill``, ``trade``, ``mark``).
     cross_share, cross_distance, cross_spread
-        Per-venue share of cross-margined legs and their mean distance multiple
-        (missing: the registry's priors); each cross leg draws its multiple from
+        Per-venue share of cross-margined legs (a number: every venue) and their
+        mean distance multiple (missing: the registry's priors); each cross leg
+        draws its multiple from
         ``mean x U(1 - cross_spread, 1 + cross_spread)``.
     regime_change
         ``(venue, hour, mix)`` or ``(venue, hour, mix, side)``: the opening mix
@@ -227,7 +229,7 @@ class SimConfig:
     lifetime_lev_exponent: float = 1.5
     history_days: float = 5.0
     # hidden truth
-    mix_concentration: float = 30.0
+    mix_concentration: float | None = 30.0
     mixes: Mapping[str, Any] | None = _factory({
         "bybit": {"long": (0.25, 0.35, 0.28, 0.09, 0.03)},
         "hyperliquid": {"long": (0.25, 0.30, 0.30, 0.15, 0.0),
@@ -235,7 +237,7 @@ class SimConfig:
     })
     rate_scale: Mapping[str, float] = _factory({"htx": 1.6, "gate": 0.7})
     report_convention: Mapping[str, str] = _factory({"kraken": "bankruptcy", "bitmex": "fill"})
-    cross_share: Mapping[str, float] = _factory({})
+    cross_share: Mapping[str, float] | float = _factory({})
     cross_distance: Mapping[str, float] = _factory({})
     cross_spread: float = 0.25
     regime_change: Tuple[Any, ...] | None = None
@@ -250,6 +252,17 @@ class SimConfig:
     trade_noise: float = 2e-4
     tick: float | None = None
     keep_positions: bool = False
+
+    @classmethod
+    def faithful(cls, **overrides: Any) -> SimConfig:
+        """A market that follows the registry exactly: the prior mixes
+        (:func:`heatcore.venues.prior_weights`), documented maintenance rates and
+        reported prices, the registry's cross-margin priors. The static engine's
+        assumptions are then true; ``overrides`` set any other field."""
+        base: dict[str, Any] = dict(mixes=None, mix_concentration=None, rate_scale={},
+                                    report_convention={})
+        base.update(overrides)
+        return cls(**base)
 
 
 def _side_index(side: SideLike) -> int:
@@ -511,7 +524,9 @@ class _Market:
         for n, c in cfg.report_convention.items():
             if c not in _CONVENTIONS:
                 raise ValueError(f"report_convention[{n!r}] must be one of {_CONVENTIONS}")
-        for n, s in cfg.cross_share.items():
+        shares = (cfg.cross_share.items() if isinstance(cfg.cross_share, Mapping)
+                  else [("every venue", cfg.cross_share)])
+        for n, s in shares:
             if not 0 <= s <= 1:
                 raise ValueError(f"cross_share[{n!r}] must be in [0, 1]")
         for n, s in cfg.cross_distance.items():
@@ -528,7 +543,8 @@ class _Market:
         cfg, rng = self.cfg, self.rng
         V = self.V
         self.rate_scale = {n: float(cfg.rate_scale.get(n, 1.0)) for n in self.names}
-        self.cross_share = {n: float(cfg.cross_share.get(n, v.cross_share))
+        cs = cfg.cross_share
+        self.cross_share = {n: float(cs.get(n, v.cross_share) if isinstance(cs, Mapping) else cs)
                             for n, v in zip(self.names, self.reg, strict=True)}
         self.cross_distance = {n: float(cfg.cross_distance.get(n, max(1.0, v.cross_distance)))
                                for n, v in zip(self.names, self.reg, strict=True)}
@@ -552,8 +568,10 @@ class _Market:
             override = (cfg.mixes or {}).get(n)
             for s in range(2):
                 shape = rng.dirichlet(np.where(_POPULAR, 6.0, 2.0))
-                band = rng.dirichlet(prior * cfg.mix_concentration + 0.3)
+                band = rng.dirichlet(prior * (cfg.mix_concentration or 1.0) + 0.3)
                 spec: Any = band
+                if cfg.mix_concentration is None:  # the registry's prior, exactly
+                    spec = _venues.prior_weights(v, _venues.DEFAULT_TIERS)
                 if override is not None:
                     if isinstance(override, Mapping):
                         spec = override.get(("long", "short")[s], band)
