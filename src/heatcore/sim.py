@@ -16,7 +16,8 @@ The model
   Cross-margined legs (a share ``cross_share`` of each venue's legs; default
   the registry's documented prior) die farther away: their distance is
   multiplied by ``cross_distance x U(1 - cross_spread, 1 + cross_spread)``
-  (default: the registry's ``cross_distance``, 2-2.5). Notionals are lognormal (median ``notional_median``).
+  (default: the registry's ``cross_distance``, 2-2.5). Notionals are lognormal
+  (median ``notional_median``).
   A pair closes voluntarily after an exponential lifetime whose mean falls with
   leverage (``lifetime_h * (max_leg_leverage / 10) ** -lifetime_lev_exponent``:
   24 h at 10x, 45 min at 100x, 11 days at 2x by default).
@@ -39,7 +40,7 @@ The model
   grows; a share ``impact_permanent`` is permanent, the rest decays with
   ``impact_halflife_s``. Liquidations at the new price trigger more
   (cascades). The default coefficient keeps the feedback sub-critical on the
-  default book (about +20-30 % liquidated notional against the same path
+  default book (about +10-25 % liquidated notional against the same path
   without impact); raising it a few times makes runaway crashes.
 * **Crossing is event-driven.** Per venue and side the legs sit in an array
   sorted by liquidation price plus a small unsorted buffer of recent openings;
@@ -67,7 +68,7 @@ Departures from the registry (defaults, so the learners have something to find)
   100x, 125x). On top, **bybit longs** are much less leveraged than the
   archetype (bands 0.25/0.35/0.28/0.09/0.03 against 0.10/0.25/0.40/0.17/0.08)
   and **hyperliquid** much more (longs 0.25/0.30/0.30/0.15/0, shorts
-  0.30/0.30/0.28/0.12/0 against 0.60/0.28/0.10/0.02/0). ``mixes=`` replaces
+  0.30/0.30/0.28/0.12/0 against roughly 0.48/0.38/0.08/0.06/0). ``mixes=`` replaces
   these (5 band weights or 19 tier weights, per venue or per venue and side).
 * Stale maintenance table: **htx** liquidates at 1.6x the documented maintenance
   rate (``rate_scale["htx"] = 1.6``); **gate** at 0.7x.
@@ -81,6 +82,8 @@ Departures from the registry (defaults, so the learners have something to find)
 * Regime change: off by default; ``regime_change=("bybit", 12.0, band_mix)``
   (optionally a 4th element ``"long"``/``"short"``) switches that venue's
   opening mix at hour 12 (rounded to the chunk grid).
+
+``SimConfig.faithful()`` turns every departure off (the registry is then the truth).
 
 Everything is reproducible from ``seed`` (one :class:`numpy.random.Generator`).
 """
