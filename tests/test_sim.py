@@ -70,6 +70,12 @@ def test_config_object_and_overrides() -> None:
         simulate(hours=0.1, not_an_option=1)
     with pytest.raises(KeyError):
         simulate(hours=0.1, venues=("nowhere",))
+    with pytest.raises(ValueError, match="repeat"):
+        simulate(hours=0.1, venues=("okx", "okx"))
+    with pytest.raises(ValueError, match="hours"):
+        simulate(hours=-1.0)
+    with pytest.raises(ValueError, match="mix"):
+        simulate(hours=0.1, venues=("okx",), mixes={"okx": (1.0, 2.0)})
 
 
 def test_events_valid_and_ordered(small: SimResult) -> None:

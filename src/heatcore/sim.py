@@ -524,6 +524,8 @@ class _Market:
                 raise ValueError("venues must not be empty")
             for n in cfg.venues:
                 _venues.get_venue(n)
+            if len(set(cfg.venues)) != len(cfg.venues):
+                raise ValueError("venues must not repeat")
         for n, c in cfg.report_convention.items():
             if c not in _CONVENTIONS:
                 raise ValueError(f"report_convention[{n!r}] must be one of {_CONVENTIONS}")
