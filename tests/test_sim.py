@@ -329,7 +329,7 @@ def _naive_liquidations(res: SimResult) -> dict[int, int]:
 
 def test_crossing_engine_matches_a_naive_scan() -> None:
     res = simulate(hours=0.5, seed=8, venues=("bybit", "okx", "deribit"), oi_scale=0.2,
-                   daily_vol=0.15, keep_positions=True)
+                   daily_vol=0.25, keep_positions=True)
     liq = res.truth.liquidations
     got = dict(zip(liq["leg"].tolist(), ((liq["ts"] - res.config.start_ts_ms) // 1000).tolist(),
                    strict=True))

@@ -779,7 +779,7 @@ class _Market:
         self.stock_ids = [np.zeros(0, np.int64) for _ in range(K)]
         self.stock_lp = [np.zeros(0) for _ in range(K)]
         self.ptr = np.zeros(K, np.int64)
-        self.fresh: list[list[np.ndarray]] = [[] for _ in range(K)]
+        self.fresh: list[list[Any]] = [[] for _ in range(K)]
         self.fresh_n = np.zeros(K, np.int64)
         self.thr = np.empty((V, 2))
         self.thr[:, 0] = -np.inf
@@ -812,22 +812,18 @@ class _Market:
         oi_qty.append(self.book_qty.copy())
         oi_price.append(mark0)
 
-        win = self.chunk * 10
-        self.pending = np.zeros(0, np.int64)
-        self.pend_pos = 0
         self.n_init_pairs = self.n // 2
-        order = np.argsort(self.pair_close[: self.n_init_pairs], kind="stable")
-        self.init_sorted = order
-        self.init_close_sorted = self.pair_close[: self.n_init_pairs][order]
-        win_end = 0
+        self._draw_openings()
+        # every pair's planned close is known now: one schedule, walked by a pointer
+        n_pairs = self.n_total // 2
+        self.close_order = np.argsort(self.pair_close[:n_pairs], kind="stable")
+        self.close_sorted = self.pair_close[:n_pairs][self.close_order]
+        self.close_pos = 0
         oi_every = int(cfg.oi_interval_s)
-        for s0 in range(0, S, self.chunk):
+        for c, s0 in enumerate(range(0, S, self.chunk)):
             s1 = min(S, s0 + self.chunk)
-            if s0 >= win_end:
-                win_end = s0 + win
-                self._load_pending(s0, win_end)
             self._advance(s0, s1)
-            self._open(s0, s1, win_end)
+            self._open(c)
             self._close_due(s1)
             if s1 % oi_every == 0 or s1 == S:
                 oi_ts.append(cfg.start_ts_ms + s1 * 1000)
@@ -898,10 +894,17 @@ class _Market:
                 self._merge(k)
 
     def _fresh_ids(self, k: int) -> np.ndarray:
+        """The buffer of venue-side ``k`` as one id array (entries are id arrays or
+        ``(start, stop)`` ranges of step 2)."""
         f = self.fresh[k]
-        if len(f) > 1:
-            f[:] = [np.concatenate(f)]
-        return f[0] if f else np.zeros(0, np.int64)
+        if len(f) == 1 and isinstance(f[0], np.ndarray):
+            return f[0]
+        if not f:
+            return np.zeros(0, np.int64)
+        parts = [x if isinstance(x, np.ndarray) else np.arange(x[0], x[1], 2) for x in f]
+        ids = np.concatenate(parts)
+        f[:] = [ids]
+        return ids
 
     def _merge(self, k: int) -> None:
         """Fold the buffer of venue-side ``k`` into its sorted stock, dropping dead legs."""
@@ -1039,55 +1042,92 @@ class _Market:
         self.p_end[ids] = self.cfg.start_ts_ms + sec * 1000
         self.p_endkind[ids] = kind
 
-    def _open(self, s0: int, s1: int, win_end: int) -> None:
+    def _draw_openings(self) -> None:
+        """Draw every opening of the run up front (all but the entry price, which the
+        path decides): chunk by chunk, venue by venue, so a chunk's pairs are one
+        contiguous id range and each venue's legs a strided slice of it."""
         rng, cfg = self.rng, self.cfg
-        counts = rng.poisson(self.lam * (s1 - s0))
+        V, S, ch = self.V, self.S, self.chunk
+        starts = np.arange(0, S, ch)
+        lens = np.minimum(starts + ch, S) - starts
+        counts = rng.poisson(self.lam[None, :] * lens[:, None])  # (chunks, venues)
         m = int(counts.sum())
-        if m == 0:
-            return
-        venue = np.repeat(np.arange(self.V), counts)
-        sec = rng.integers(s0, s1, m)
+        venue = np.repeat(np.tile(np.arange(V), starts.size), counts.reshape(-1))
+        chunk_of = np.repeat(np.arange(starts.size), counts.sum(axis=1))
+        sec = starts[chunk_of] + (rng.random(m) * lens[chunk_of]).astype(np.int64)
         ms = rng.integers(0, 1000, m)
         tl, ts_ = self._draw_tiers(venue, sec)
         k, notional = self._draw_extras(venue)
-        entry = self.p[sec] * (1.0 + self.B[venue, sec])
         open_ms = cfg.start_ts_ms + sec * 1000 + ms
         tau = self._lifetime(np.maximum(_TIERS[tl], _TIERS[ts_]))
         close_ms = open_ms + (rng.exponential(tau) * 1000).astype(np.int64) + 1
-        ids = self._add_pairs(venue, tl, ts_, entry, notional, open_ms, close_ms, k)
-        self._assign_fresh(ids)
-        first_pair = ids[0] // 2
-        due = np.flatnonzero(close_ms < cfg.start_ts_ms + win_end * 1000) + first_pair
-        if due.size:
-            rest = self.pending[self.pend_pos:]
-            merged = np.concatenate([rest, due])
-            order = np.argsort(self.pair_close[merged], kind="stable")
-            self.pending = merged[order]
-            self.pend_pos = 0
 
-    def _load_pending(self, s0: int, s_end: int) -> None:
-        """Pairs whose planned close falls in [s0, s_end): initial book by binary search,
-        later openings by a scan of their close times."""
-        t0 = self.cfg.start_ts_ms + s0 * 1000
-        t1 = self.cfg.start_ts_ms + s_end * 1000
-        a = np.searchsorted(self.init_close_sorted, t0, side="left")
-        b = np.searchsorted(self.init_close_sorted, t1, side="left")
-        part = [self.pending[self.pend_pos:], self.init_sorted[a:b]]
-        later = self.pair_close[self.n_init_pairs: self.n // 2]
-        part.append(np.flatnonzero((later >= t0) & (later < t1)) + self.n_init_pairs)
-        merged = np.unique(np.concatenate(part))
-        order = np.argsort(self.pair_close[merged], kind="stable")
-        self.pending = merged[order]
-        self.pend_pos = 0
+        n0 = self.n
+        self._grow(n0 + 2 * m)
+        sl = slice(n0, n0 + 2 * m)
+        tiers = np.empty(2 * m, np.int64)
+        tiers[0::2], tiers[1::2] = tl, ts_
+        ven = np.repeat(venue, 2)
+        self.p_venue[sl] = ven
+        self.p_tier[sl] = tiers
+        self.p_cross[sl] = k > 1.0
+        self.p_open[sl] = np.repeat(open_ms, 2)
+        self.p_end[sl] = _NEVER
+        self.p_alive[sl] = False  # joins the book when its chunk is placed
+        self.pair_close[n0 // 2: n0 // 2 + m] = close_ms
+        side = np.tile([0, 1], m)
+        self.open_r = 1.0 + (self.ratio[ven, side, tiers] - 1.0) * k  # lp / entry per leg
+        self.open_notional = notional
+        self.open_sec = sec
+        self.open_venue = venue
+        self.open_counts = counts
+        bounds = np.concatenate([[0], np.cumsum(counts.sum(axis=1))])
+        self.open_bounds = bounds
+        self.n_total = n0 + 2 * m
+
+    def _open(self, c: int) -> None:
+        """Place chunk ``c``'s openings: entry at the venue mark of their second."""
+        a, b = int(self.open_bounds[c]), int(self.open_bounds[c + 1])
+        if a == b:
+            return
+        venue, sec = self.open_venue[a:b], self.open_sec[a:b]
+        entry = self.p[sec] * (1.0 + self.B[venue, sec])
+        first = self.n_init_pairs * 2 + 2 * a
+        sl = slice(first, first + 2 * (b - a))
+        ent = np.repeat(entry, 2)
+        lp = ent * self.open_r[2 * a: 2 * b]
+        lp[0::2] = np.maximum(lp[0::2], ent[0::2] * 1e-3)
+        self.p_entry[sl] = ent
+        self.p_qty[sl] = np.repeat(self.open_notional[a:b] / entry, 2)
+        self.p_lp[sl] = lp
+        self.p_alive[sl] = True
+        self.n = first + 2 * (b - a)
+        ids = np.arange(first, self.n)
+        self._book_add(ids, +1.0)
+        # per venue the chunk's legs are one contiguous range: longs even, shorts odd
+        cnt = self.open_counts[c]
+        vs = np.flatnonzero(cnt)
+        off = np.concatenate([[0], np.cumsum(cnt[vs])])
+        lp_long, lp_short = lp[0::2], lp[1::2]
+        self.thr[vs, 0] = np.maximum(self.thr[vs, 0], np.maximum.reduceat(lp_long, off[:-1]))
+        self.thr[vs, 1] = np.minimum(self.thr[vs, 1], np.minimum.reduceat(lp_short, off[:-1]))
+        for i, v in enumerate(vs.tolist()):
+            lo, hi = first + 2 * int(off[i]), first + 2 * int(off[i + 1])
+            for s in (0, 1):
+                k = 2 * v + s
+                self.fresh[k].append((lo + s, hi))
+                self.fresh_n[k] += (hi - lo) // 2
+                if self.fresh_n[k] > max(2048, self.stock_ids[k].size // 16):
+                    self._merge(k)
 
     def _close_due(self, s1: int) -> None:
+        """Voluntary closes planned before the end of this chunk."""
         limit = self.cfg.start_ts_ms + s1 * 1000
-        pc = self.pair_close[self.pending]
-        j = int(np.searchsorted(pc, limit, side="left"))
-        if j <= self.pend_pos:
+        j = int(np.searchsorted(self.close_sorted, limit, side="left"))
+        if j <= self.close_pos:
             return
-        pairs = self.pending[self.pend_pos: j]
-        self.pend_pos = j
+        pairs = self.close_order[self.close_pos: j]
+        self.close_pos = j
         legs = np.stack([2 * pairs, 2 * pairs + 1], axis=1).reshape(-1)
         legs = legs[self.p_alive[legs]]
         if legs.size == 0:
