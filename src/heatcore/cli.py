@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_demo)
     v = sub.add_parser("venues", help="print the venue registry")
     v.set_defaults(func=_venues)
+    from .live import register_cli as register_live
+
+    register_live(sub)
     return p
 
 
