@@ -65,9 +65,9 @@ Departures from the registry (defaults, so the learners have something to find)
 * Hidden mixes: every venue's and side's true band mix is drawn (from ``seed``)
   from a Dirichlet around the registry's prior (``mix_concentration``), spread
   over tiers with extra weight on round leverages (3x, 5x, 10x, 20x, 25x, 50x,
-  100x, 125x). On top, **bybit longs** are much less leveraged than the
-  archetype (bands 0.25/0.35/0.28/0.09/0.03 against 0.10/0.25/0.40/0.17/0.08)
-  and **hyperliquid** much more (longs 0.25/0.30/0.30/0.15/0, shorts
+  100x, 125x). On top, **bybit longs** are much more leveraged than the
+  archetype (bands 0.05/0.12/0.28/0.30/0.25 against 0.10/0.25/0.40/0.17/0.08)
+  and so are **hyperliquid**'s (longs 0.25/0.30/0.30/0.15/0, shorts
   0.30/0.30/0.28/0.12/0 against roughly 0.48/0.38/0.08/0.06/0). ``mixes=`` replaces
   these (5 band weights or 19 tier weights, per venue or per venue and side).
 * Stale maintenance table: **htx** liquidates at 1.6x the documented maintenance
@@ -234,7 +234,7 @@ class SimConfig:
     # hidden truth
     mix_concentration: float | None = 30.0
     mixes: Mapping[str, Any] | None = _factory({
-        "bybit": {"long": (0.25, 0.35, 0.28, 0.09, 0.03)},
+        "bybit": {"long": (0.05, 0.12, 0.28, 0.30, 0.25)},
         "hyperliquid": {"long": (0.25, 0.30, 0.30, 0.15, 0.0),
                         "short": (0.30, 0.30, 0.28, 0.12, 0.0)},
     })
@@ -551,8 +551,10 @@ class _Market:
         cs = cfg.cross_share
         self.cross_share = {n: float(cs.get(n, v.cross_share) if isinstance(cs, Mapping) else cs)
                             for n, v in zip(self.names, self.reg, strict=True)}
-        self.cross_distance = {n: float(cfg.cross_distance.get(n, max(1.0, v.cross_distance)))
-                               for n, v in zip(self.names, self.reg, strict=True)}
+        # registries without a documented cross distance: cross dies twice as far
+        self.cross_distance = {
+            n: float(cfg.cross_distance.get(n, max(1.0, getattr(v, "cross_distance", 2.0))))
+            for n, v in zip(self.names, self.reg, strict=True)}
         self.convention = {}
         for n, v in zip(self.names, self.reg, strict=True):
             reg = v.reported_price if v.reported_price in _CONVENTIONS else "trade"
