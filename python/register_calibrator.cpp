@@ -75,7 +75,8 @@ void register_calibrator(py::module_& m) {
       .def_readwrite("ref_leverage", &hc::CalibratorConfig::ref_leverage)
       .def_readwrite("apply_rel", &hc::CalibratorConfig::apply_rel)
       .def_readwrite("apply_every", &hc::CalibratorConfig::apply_every)
-      .def_readwrite("depart_z", &hc::CalibratorConfig::depart_z);
+      .def_readwrite("depart_z", &hc::CalibratorConfig::depart_z)
+      .def_readwrite("widen_kernel", &hc::CalibratorConfig::widen_kernel);
 
   // Methods added to the Engine class that register_engine() defined.
   auto engine = py::reinterpret_borrow<py::class_<hc::Engine>>(m.attr("Engine"));

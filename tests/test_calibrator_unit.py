@@ -179,7 +179,7 @@ def test_calibrator_never_reads_the_mix():
     """Identifiability by construction: the calibrator's evidence is the reported price
     against the venue's own mark, never the map, so a wrong leverage mix cannot be
     absorbed as a rate or an offset (and the mix learner sees corrected levels)."""
-    res = simulate(hours=6, seed=5, venues=("htx", "bybit"))
+    res = simulate(hours=6, seed=5, venues=("htx", "bybit"), oi_usd={"htx": 1e9})
     n = len(hc.venues.DEFAULT_TIERS)
     cals = []
     for prior in (None, np.eye(n)[0], np.eye(n)[-1]):      # registry, all-2x, all-125x

@@ -182,9 +182,9 @@ void Calibrator::reset(const CalibratorConfig& cfg) {
   }
 }
 
-double Calibrator::bankruptcy_offset(std::size_t slot, Side side, double scale) const {
+double Calibrator::bankruptcy_offset(std::size_t slot, Side side, double scale, double leverage) const {
   const Mechanics& m = mech_.at(slot);
-  const double lev = std::min(cfg_.ref_leverage, m.max_leverage);
+  const double lev = std::min(leverage > 0.0 ? leverage : cfg_.ref_leverage, m.max_leverage);
   const double lp = m.liquidation_ratio(side, lev, scale);
   const double bk = Mechanics::bankruptcy_ratio(side, lev, m.inverse);
   return std::log(bk / lp);
@@ -223,7 +223,7 @@ bool Calibrator::observe(std::size_t slot, Side side, PriceKind kind, double rep
     return false;
   st.since_check = 0;
   refresh_scale(slot, side);
-  return std::abs(st.scale / st.applied_scale - 1.0) > cfg_.apply_rel;
+  return std::abs(placement_scale(slot, side) / st.applied_scale - 1.0) > cfg_.apply_rel;
 }
 
 Estimate Calibrator::offset(std::size_t slot, Side side, PriceKind kind) const {
@@ -286,8 +286,13 @@ void Calibrator::refresh_scale(std::size_t slot, Side side) {
   const double h = 1e-4;
   const double slope = (bankruptcy_offset(slot, side, std::exp(ls + h)) -
                         bankruptcy_offset(slot, side, std::exp(ls - h))) / (2.0 * h);
+  // Where the offset depends on leverage (inverse and mm-at-entry formulas), not
+  // knowing the leverage of the liquidated positions is a systematic uncertainty:
+  // the spread of the offset between 10x and the venue's maximum counts as +-2 sd.
+  const double lev_sd = std::abs(bankruptcy_offset(slot, side, std::exp(ls), 10.0) -
+                                 bankruptcy_offset(slot, side, std::exp(ls), mech_[slot].max_leverage)) / 4.0;
   const double se = std::sqrt(best->sigma() * best->sigma() / best->n_eff() +
-                              cfg_.systematic_sd * cfg_.systematic_sd);
+                              cfg_.systematic_sd * cfg_.systematic_sd + lev_sd * lev_sd);
   const double var_d = std::pow(se / std::max(std::abs(slope), 1e-12), 2);
   const double var_p = cfg_.scale_prior_sd * cfg_.scale_prior_sd;
   const double post = (ls / var_d) / (1.0 / var_d + 1.0 / var_p);  // prior mean ln(1) = 0
@@ -308,6 +313,13 @@ Estimate Calibrator::rate_scale(std::size_t slot, Side side) const {
   e.departs = st.scale_source == RateSource::bankruptcy_offset &&
               std::abs(std::log(st.scale)) > cfg_.depart_z * st.scale_sd;
   return e;
+}
+
+double Calibrator::placement_scale(std::size_t slot, Side side) const {
+  // Levels move only on significant evidence: an estimate within depart_z sd of
+  // the documented rate leaves them where the registry puts them.
+  const Estimate e = rate_scale(slot, side);
+  return e.departs ? e.value : 1.0;
 }
 
 double Calibrator::trigger_of(std::size_t slot, Side side, PriceKind kind, double reported) const {

@@ -79,6 +79,7 @@ struct CalibratorConfig {
   double apply_rel = 0.01;        // re-place levels when the scale moved by this fraction
   std::uint32_t apply_every = 16; // ... checked every this many used events
   double depart_z = 4.0;          // |data - documented| / sd beyond this: "departs"
+  bool widen_kernel = true;       // widen the Leverage Learner's window by level_sigma
   void validate() const;
 };
 
@@ -164,6 +165,9 @@ class Calibrator {
   // Current estimates.
   Estimate offset(std::size_t slot, Side side, PriceKind kind) const;
   Estimate rate_scale(std::size_t slot, Side side) const;
+  // The scale levels should be placed with: the estimate once it departs
+  // significantly from the registry's (|ln s| > depart_z sd), else 1.
+  double placement_scale(std::size_t slot, Side side) const;
   RateSource rate_source(std::size_t slot, Side side) const { return at(slot, side).scale_source; }
   double applied_scale(std::size_t slot, Side side) const { return at(slot, side).applied_scale; }
   PriceKind documented_kind(std::size_t slot) const { return doc_kind_.at(slot); }
@@ -188,7 +192,8 @@ class Calibrator {
     return state_.at(slot * 2 + static_cast<std::size_t>(side_index(side)));
   }
   void refresh_scale(std::size_t slot, Side side);
-  double bankruptcy_offset(std::size_t slot, Side side, double scale) const;
+  // ln(bankruptcy / liquidation price) at `leverage` (default: ref_leverage).
+  double bankruptcy_offset(std::size_t slot, Side side, double scale, double leverage = 0.0) const;
 
   CalibratorConfig cfg_;
   std::vector<Mechanics> mech_;

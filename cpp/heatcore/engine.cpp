@@ -280,7 +280,7 @@ void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, d
 void Engine::apply_calibration(std::size_t slot, Side side) {
   VenueState& v = venues_.at(slot);
   SideBook& book = v.book[side_index(side)];
-  const double scale = calib_.rate_scale(slot, side).value;
+  const double scale = calib_.placement_scale(slot, side);
   std::vector<double> r(cfg_.tiers.size());
   double rmin = 1.0, rmax = 1.0;
   for (std::size_t t = 0; t < r.size(); ++t) {

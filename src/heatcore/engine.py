@@ -398,7 +398,9 @@ class Engine:
         ``"bankruptcy_offset"`` (measured from bankruptcy/order reports against the
         mark), or ``"convention_departs"`` (the venue's reports are not at the
         bankruptcy price it documents, so they say nothing about the rate).
-        ``applied`` is the scale the venue's levels are currently placed with.
+        ``applied`` is the scale the venue's levels are currently placed with:
+        levels move only once the estimate departs significantly from the
+        registry's (``departs``), so a documented venue keeps its placement.
         ``looks_like`` classifies the measured offset: ``"at_trigger"`` (a trade
         print, mark or fill with little slippage), ``"bankruptcy"`` (within the
         bankruptcy offsets of the plausible rate range), ``"between"``, or
