@@ -188,7 +188,8 @@ void Engine::reconcile(VenueState& v, double price, double oi_base) {
         book.scale_tier(grid_, t, oi_base / tot);    // closings, proportional
       }
     }
-    book.rebuild_map(grid_);
+    // Both branches keep H in step (add deposits, scale_tier subtracts w*(1-f)*M_t):
+    // a reading costs O(tiers x occupied window), not a rebuild of the map.
   }
 }
 

@@ -16,6 +16,7 @@ from .venues import DEFAULT_TIERS, PRICE_KINDS, VENUES, get_venue, prior_weights
 __all__ = ["CASCADE_DTYPE", "Engine", "HeatMap", "InputError"]
 
 _SIDE_CODE = {"long": 1, "short": -1}
+_PRICE_KIND_CODE = {k: i for i, k in enumerate(PRICE_KINDS)}
 
 # ---- cascade ----
 #: One row of :meth:`Engine.cascade`: a level's price, expected observed notional
@@ -226,23 +227,30 @@ class Engine:
 
     def update_price(self, venue: str, ts_ms: int, price: float) -> None:
         """Apply a price (mark) update: levels crossed by the move are consumed."""
-        slot = self._slot_of(venue)
+        # Hot path (bots call it per tick): no work beyond the core call unless refused.
+        slot = self._slot.get(venue)
+        if slot is None:
+            slot = self._slot_of(venue)
         with self._lock:
-            self._check(self._core.update_price(slot, int(ts_ms), float(price)),
-                        f"price {price!r} for {venue} at {ts_ms}")
+            code = self._core.update_price(slot, int(ts_ms), float(price))
+        if code >= 0:
+            self._check(code, f"price {price!r} for {venue} at {ts_ms}")
 
     def update_open_interest(self, venue: str, ts_ms: int, oi_usd: float,
                              price: float | None = None) -> None:
         """Apply an open-interest reading in USD (converted to base units at
         ``price``, default the venue's last price). Zero or missing readings are
         refused as gaps, never read as "everything closed"."""
-        slot = self._slot_of(venue)
+        slot = self._slot.get(venue)
+        if slot is None:
+            slot = self._slot_of(venue)
         if price is not None and not (float(price) > 0):
             raise InputError("non_positive_price", f"price {price!r} for the OI reading")
         with self._lock:
-            self._check(self._core.update_open_interest(slot, int(ts_ms), float(oi_usd),
-                                                        0.0 if price is None else float(price)),
-                        f"open interest {oi_usd!r} for {venue} at {ts_ms}")
+            code = self._core.update_open_interest(slot, int(ts_ms), float(oi_usd),
+                                                   0.0 if price is None else float(price))
+        if code >= 0:
+            self._check(code, f"open interest {oi_usd!r} for {venue} at {ts_ms}")
 
     def on_liquidation(self, venue: str, ts_ms: int, side: str, price: float, notional_usd: float,
                        *, price_kind: str = "unknown", sampled: bool = False) -> None:
@@ -251,15 +259,18 @@ class Engine:
         The event is scored against the map as it stood before it, then updates
         the learners.
         """
-        slot = self._slot_of(venue)
-        if price_kind not in PRICE_KINDS:
+        slot = self._slot.get(venue)
+        if slot is None:
+            slot = self._slot_of(venue)
+        kind = _PRICE_KIND_CODE.get(price_kind)
+        if kind is None:
             raise InputError("unknown_kind", f"price_kind must be one of {PRICE_KINDS}")
         with self._lock:
             # An unknown side goes to the core as 0 so that it is refused and counted there.
-            self._check(self._core.on_liquidation(slot, int(ts_ms), _SIDE_CODE.get(side, 0), float(price),
-                                                  float(notional_usd), PRICE_KINDS.index(price_kind),
-                                                  1 if sampled else 0),
-                        f"liquidation {side} {notional_usd!r} @ {price!r} on {venue} at {ts_ms}")
+            code = self._core.on_liquidation(slot, int(ts_ms), _SIDE_CODE.get(side, 0), float(price),
+                                             float(notional_usd), kind, 1 if sampled else 0)
+        if code >= 0:
+            self._check(code, f"liquidation {side} {notional_usd!r} @ {price!r} on {venue} at {ts_ms}")
 
     def ingest(self, events: np.ndarray) -> dict[str, Any]:
         """Apply a time-ordered EVENT_DTYPE array in C++ (the GIL is released).
