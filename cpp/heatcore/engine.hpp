@@ -14,6 +14,7 @@
 
 #include "heatcore/book.hpp"
 #include "heatcore/mechanics.hpp"
+#include "heatcore/serialize.hpp"
 #include "heatcore/types.hpp"
 
 namespace heatcore {
@@ -94,7 +95,25 @@ class Engine {
   std::int64_t last_ts() const noexcept { return last_ts_; }
   double reference_price() const noexcept { return ref_price_; }
 
+  // ---- persist (serialize.hpp; defined in serialize.cpp) ----
+  // Every part of the state as tagged, versioned sections. Exact: an engine
+  // rebuilt by load_state continues bit-identically to this one.
+  void save_state(serial::Writer& w) const;
+  // Rebuild an engine from save_state's sections; throws serial::SnapshotError.
+  static Engine load_state(serial::Reader& r);
+  // Size of the duplicate filter (fingerprints of recently accepted events).
+  static constexpr std::size_t kRecentEvents = 4096;
+
  private:
+  // ---- persist: learner state sections (serialize.cpp lists them) ----
+  void save_learner_sections(serial::Writer& w) const;
+  bool load_learner_section(const serial::SectionHeader& h, serial::Reader& body);
+  // ---- persist: duplicate filter ----
+  static std::uint64_t fingerprint(std::int64_t ts, std::size_t slot, EventKind kind, int side,
+                                   double price, double value) noexcept;
+  bool is_duplicate(std::uint64_t fp) const noexcept { return recent_[fp & (kRecentEvents - 1)] == fp; }
+  void remember(std::uint64_t fp) noexcept { recent_[fp & (kRecentEvents - 1)] = fp; }
+
   Reject check_time(std::int64_t ts) const;
   Reject check_price(const VenueState& v, double price) const;
   Reject count(Reject r) noexcept;
@@ -120,6 +139,9 @@ class Engine {
   std::vector<double> scratch_;   // per-tier workspace, sized once
   std::int64_t last_ts_ = std::numeric_limits<std::int64_t>::min();
   double ref_price_ = 0.0;
+  // persist: direct-mapped table of recent event fingerprints (0 = empty slot);
+  // sized once at construction, so the check allocates nothing per event.
+  std::vector<std::uint64_t> recent_;
 };
 
 }  // namespace heatcore

@@ -1,0 +1,548 @@
+#include "heatcore/serialize.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "heatcore/engine.hpp"
+
+namespace heatcore::serial {
+
+namespace {
+
+constexpr std::array<std::uint32_t, 256> make_crc_table() noexcept {
+  std::array<std::uint32_t, 256> t{};
+  for (std::uint32_t i = 0; i < 256; ++i) {
+    std::uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    t[i] = c;
+  }
+  return t;
+}
+constexpr auto kCrcTable = make_crc_table();
+
+}  // namespace
+
+std::uint32_t crc32(const void* data, std::size_t size, std::uint32_t crc) noexcept {
+  const auto* p = static_cast<const std::uint8_t*>(data);
+  crc = ~crc;
+  for (std::size_t i = 0; i < size; ++i) crc = kCrcTable[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
+  return ~crc;
+}
+
+std::string tag_name(std::uint32_t t) {
+  std::string s(4, '?');
+  for (int i = 0; i < 4; ++i) {
+    const auto c = static_cast<char>((t >> (8 * i)) & 0xFFu);
+    s[static_cast<std::size_t>(i)] = (c >= 0x20 && c < 0x7F) ? c : '?';
+  }
+  return s;
+}
+
+// ---- Writer -------------------------------------------------------------------
+
+void Writer::raw_le(std::uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) buf_.push_back(static_cast<std::uint8_t>((v >> (8 * i)) & 0xFFu));
+}
+
+void Writer::f64(double v) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  u64(bits);
+}
+
+void Writer::str(const std::string& s) {
+  u32(static_cast<std::uint32_t>(s.size()));
+  bytes(s.data(), s.size());
+}
+
+void Writer::f64s(const std::vector<double>& v) {
+  u64(v.size());
+  f64_span(v.data(), v.size());
+}
+
+void Writer::f64_span(const double* v, std::size_t n) {
+  buf_.reserve(buf_.size() + 8 * n);
+  for (std::size_t i = 0; i < n; ++i) f64(v[i]);
+}
+
+void Writer::i64s(const std::vector<std::int64_t>& v) {
+  u64(v.size());
+  for (auto x : v) i64(x);
+}
+
+void Writer::u64s(const std::vector<std::uint64_t>& v) {
+  u64(v.size());
+  for (auto x : v) u64(x);
+}
+
+void Writer::bytes(const void* data, std::size_t n) {
+  const auto* p = static_cast<const std::uint8_t*>(data);
+  buf_.insert(buf_.end(), p, p + n);
+}
+
+Writer::Section Writer::section(std::uint32_t t, std::uint16_t major, std::uint16_t minor, bool required) {
+  u32(t);
+  u16(major);
+  u16(minor);
+  u32(required ? kSectionRequired : 0u);
+  const std::size_t at = buf_.size();
+  u64(0);  // length, patched by Section::close()
+  return Section(*this, at);
+}
+
+void Writer::Section::close() noexcept {
+  if (w_ == nullptr) return;
+  auto& b = w_->buf_;
+  const std::uint64_t len = b.size() - (at_ + 8);
+  for (int i = 0; i < 8; ++i) b[at_ + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>((len >> (8 * i)) & 0xFFu);
+  w_ = nullptr;
+}
+
+// ---- Reader -------------------------------------------------------------------
+
+void Reader::fail(const std::string& what) const { throw SnapshotError(where_ + ": " + what); }
+
+void Reader::need(std::size_t n) {
+  if (n > remaining()) fail("truncated (needs " + std::to_string(n) + " more bytes, " +
+                            std::to_string(remaining()) + " left)");
+}
+
+std::uint64_t Reader::raw_le(int n) {
+  need(static_cast<std::size_t>(n));
+  std::uint64_t v = 0;
+  for (int i = 0; i < n; ++i) v |= static_cast<std::uint64_t>(p_[i]) << (8 * i);
+  p_ += n;
+  return v;
+}
+
+std::uint8_t Reader::u8() {
+  need(1);
+  return *p_++;
+}
+
+double Reader::f64() {
+  const std::uint64_t bits = u64();
+  double v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+bool Reader::boolean() {
+  const std::uint8_t v = u8();
+  if (v > 1) fail("boolean field holds " + std::to_string(v));
+  return v == 1;
+}
+
+std::string Reader::str(std::size_t max_len) {
+  const std::size_t n = u32();
+  if (n > max_len) fail("string too long");
+  need(n);
+  std::string s(reinterpret_cast<const char*>(p_), n);
+  p_ += n;
+  return s;
+}
+
+std::vector<double> Reader::f64s(std::size_t max_count) {
+  const std::uint64_t n = u64();
+  if (n > max_count || n > remaining() / 8) fail("array length " + std::to_string(n) + " out of range");
+  std::vector<double> v(static_cast<std::size_t>(n));
+  f64_span(v.data(), v.size());
+  return v;
+}
+
+void Reader::f64_span(double* out, std::size_t n) {
+  if (n > remaining() / 8) fail("truncated array");
+  for (std::size_t i = 0; i < n; ++i) out[i] = f64();
+}
+
+std::vector<std::int64_t> Reader::i64s(std::size_t max_count) {
+  const std::uint64_t n = u64();
+  if (n > max_count || n > remaining() / 8) fail("array length " + std::to_string(n) + " out of range");
+  std::vector<std::int64_t> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = i64();
+  return v;
+}
+
+std::vector<std::uint64_t> Reader::u64s(std::size_t max_count) {
+  const std::uint64_t n = u64();
+  if (n > max_count || n > remaining() / 8) fail("array length " + std::to_string(n) + " out of range");
+  std::vector<std::uint64_t> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = u64();
+  return v;
+}
+
+void Reader::skip(std::size_t n) {
+  need(n);
+  p_ += n;
+}
+
+bool Reader::next_section(SectionHeader& h, Reader& body) {
+  if (done()) return false;
+  need(kSectionHeaderSize);
+  h.tag = u32();
+  h.major = u16();
+  h.minor = u16();
+  h.flags = u32();
+  h.length = u64();
+  if (h.length > remaining()) fail("section " + tag_name(h.tag) + " is truncated");
+  const auto len = static_cast<std::size_t>(h.length);
+  body = Reader(p_, len, where_ + "/" + tag_name(h.tag));
+  p_ += len;
+  return true;
+}
+
+void check_version(const SectionHeader& h, std::uint16_t supported_major) {
+  if (h.major > supported_major)
+    throw SnapshotError("section " + tag_name(h.tag) + " has format version " + std::to_string(h.major) + "." +
+                        std::to_string(h.minor) + "; this library reads up to " + std::to_string(supported_major) +
+                        ".x (upgrade heatcore to load it)");
+  if (h.major == 0) throw SnapshotError("section " + tag_name(h.tag) + " has invalid major version 0");
+}
+
+}  // namespace heatcore::serial
+
+// ---- Engine and SideBook state ---------------------------------------------------
+//
+// Sections written by Engine::save_state, in order (each version 1.0):
+//   CONF (required)  config: step, tiers, learn, limits, venues with mechanics and priors
+//   GRID (required)  the shared price grid
+//   ENGN (required)  reject counters, last_ts, reference price, learn flags, duplicate filter
+//   VENU (required)  one per venue: VenueStats
+//   BOOK (required)  one per venue and side: ratios, mix, totals, D over [lo, hi], map
+//   ...              learner sections (Engine::save_learner_sections), optional or required
+namespace heatcore {
+
+using serial::Reader;
+using serial::SectionHeader;
+using serial::Writer;
+
+namespace {
+
+constexpr std::uint32_t kConf = serial::tag("CONF");
+constexpr std::uint32_t kGrid = serial::tag("GRID");
+constexpr std::uint32_t kEngn = serial::tag("ENGN");
+constexpr std::uint32_t kVenu = serial::tag("VENU");
+constexpr std::uint32_t kBook = serial::tag("BOOK");
+constexpr std::size_t kMaxTiers = 4096;
+constexpr std::size_t kMaxVenues = 65536;
+
+void write_config(Writer& w, const EngineConfig& c) {
+  w.f64(c.step);
+  w.f64s(c.tiers);
+  w.boolean(c.learn);
+  w.f64(c.seed_spread);
+  w.i64(c.ts_tolerance_ms);
+  w.f64(c.max_price_ratio);
+  w.i64(c.max_bins);
+  w.u32(static_cast<std::uint32_t>(c.venues.size()));
+  for (const auto& v : c.venues) {
+    w.str(v.name);
+    w.u16(v.registry_id);
+    const Mechanics& m = v.mechanics;
+    w.u32(static_cast<std::uint32_t>(m.brackets.size()));
+    for (const auto& b : m.brackets) {
+      w.f64(b.floor);
+      w.f64(b.cap);
+      w.f64(b.rate);
+      w.f64(b.deduction);
+      w.f64(b.max_leverage);
+    }
+    w.f64(m.fee_in_mm);
+    w.f64(m.max_leverage);
+    w.f64(m.representative_notional);
+    w.boolean(m.inverse);
+    w.i32(static_cast<std::int32_t>(m.formula));
+    w.f64s(v.prior_long);
+    w.f64s(v.prior_short);
+  }
+}
+
+EngineConfig read_config(Reader& r) {
+  EngineConfig c;
+  c.step = r.f64();
+  c.tiers = r.f64s(kMaxTiers);
+  c.learn = r.boolean();
+  c.seed_spread = r.f64();
+  c.ts_tolerance_ms = r.i64();
+  c.max_price_ratio = r.f64();
+  c.max_bins = r.i64();
+  const std::size_t nv = r.u32();
+  if (nv == 0 || nv > kMaxVenues) r.fail("venue count out of range");
+  for (std::size_t i = 0; i < nv; ++i) {
+    VenueConfig v;
+    v.name = r.str(256);
+    v.registry_id = r.u16();
+    Mechanics& m = v.mechanics;
+    const std::size_t nb = r.u32();
+    if (nb == 0 || nb > 1024 || nb > r.remaining() / 40) r.fail("bracket count out of range");
+    m.brackets.resize(nb);
+    for (auto& b : m.brackets) {
+      b.floor = r.f64();
+      b.cap = r.f64();
+      b.rate = r.f64();
+      b.deduction = r.f64();
+      b.max_leverage = r.f64();
+    }
+    m.fee_in_mm = r.f64();
+    m.max_leverage = r.f64();
+    m.representative_notional = r.f64();
+    m.inverse = r.boolean();
+    const std::int32_t f = r.i32();
+    if (f != static_cast<std::int32_t>(Formula::generic) && f != static_cast<std::int32_t>(Formula::mm_at_entry))
+      r.fail("unknown mechanics formula " + std::to_string(f));
+    m.formula = static_cast<Formula>(f);
+    v.prior_long = r.f64s(kMaxTiers);
+    v.prior_short = r.f64s(kMaxTiers);
+    c.venues.push_back(std::move(v));
+  }
+  if (!(c.max_bins > 0)) r.fail("max_bins must be positive");
+  return c;
+}
+
+bool finite_all(const std::vector<double>& v) {
+  for (double x : v)
+    if (!std::isfinite(x)) return false;
+  return true;
+}
+
+bool zero_bits(double x) noexcept {
+  std::uint64_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b == 0;
+}
+
+}  // namespace
+
+void SideBook::save(Writer& w, const PriceGrid& g) const {
+  const auto n = static_cast<std::size_t>(g.n);
+  w.f64s(ratio_);
+  w.f64s(w_);
+  w.f64s(tot_);
+  w.f64s(consumed_);
+  w.f64(expected_usd_);
+  for (std::size_t t = 0; t < tiers(); ++t) {
+    // Only the occupied entry range: D is exactly zero outside [lo, hi].
+    w.i64(lo_[t]);
+    w.i64(hi_[t]);
+    if (!empty_tier(t))
+      w.f64_span(d_.data() + t * n + static_cast<std::size_t>(lo_[t] - g.k0), static_cast<std::size_t>(hi_[t] - lo_[t] + 1));
+  }
+  // The map is stored, not rebuilt: it is accumulated incrementally, and a rebuild
+  // would differ in the last bits (the round trip must be exact).
+  std::size_t a = 0, b = map_.size();
+  while (a < b && zero_bits(map_[a])) ++a;
+  while (b > a && zero_bits(map_[b - 1])) --b;
+  w.u64(a);
+  w.u64(b - a);
+  w.f64_span(map_.data() + a, b - a);
+}
+
+void SideBook::load(Reader& r, const PriceGrid& g) {
+  // *this is a freshly constructed book (every tier empty); fill it in.
+  const auto n = static_cast<std::size_t>(g.n);
+  const std::size_t nt = tiers();
+  auto ratio = r.f64s(kMaxTiers);
+  auto w = r.f64s(kMaxTiers);
+  auto tot = r.f64s(kMaxTiers);
+  auto consumed = r.f64s(kMaxTiers);
+  if (ratio.size() != nt || w.size() != nt || tot.size() != nt || consumed.size() != nt)
+    r.fail("book arrays do not match the tier count");
+  if (!finite_all(ratio) || !finite_all(w) || !finite_all(tot) || !finite_all(consumed))
+    r.fail("non-finite value in a book");
+  for (std::size_t t = 0; t < nt; ++t)
+    if (!(ratio[t] > 0.0) || w[t] < 0.0) r.fail("book ratio or weight out of range");
+  const double expected = r.f64();
+  if (!std::isfinite(expected)) r.fail("non-finite expected_usd");
+  std::vector<double> d(nt * n, 0.0);
+  std::vector<std::int64_t> lo(lo_), hi(hi_);
+  for (std::size_t t = 0; t < nt; ++t) {
+    const std::int64_t l = r.i64(), h = r.i64();
+    if (l > h) continue;  // empty tier: keep the fresh book's sentinels
+    if (l < g.k0 || h >= g.k0 + g.n) r.fail("tier range lies outside the grid");
+    const auto len = static_cast<std::size_t>(h - l + 1);
+    double* row = d.data() + t * n + static_cast<std::size_t>(l - g.k0);
+    r.f64_span(row, len);
+    for (std::size_t i = 0; i < len; ++i)
+      if (!std::isfinite(row[i])) r.fail("non-finite exposure");
+    lo[t] = l;
+    hi[t] = h;
+  }
+  const std::uint64_t a = r.u64(), len = r.u64();
+  if (a > n || len > n - a) r.fail("map range lies outside the grid");
+  std::vector<double> map(n, 0.0);
+  r.f64_span(map.data() + a, static_cast<std::size_t>(len));
+  for (double x : map)
+    if (!std::isfinite(x)) r.fail("non-finite map value");
+  ratio_ = std::move(ratio);
+  w_ = std::move(w);
+  tot_ = std::move(tot);
+  consumed_ = std::move(consumed);
+  expected_usd_ = expected;
+  d_ = std::move(d);
+  map_ = std::move(map);
+  lo_ = std::move(lo);
+  hi_ = std::move(hi);
+  rmin_ = *std::min_element(ratio_.begin(), ratio_.end());
+  rmax_ = *std::max_element(ratio_.begin(), ratio_.end());
+}
+
+void Engine::save_state(Writer& w) const {
+  {
+    auto s = w.section(kConf, 1, 0, true);
+    write_config(w, cfg_);
+  }
+  {
+    auto s = w.section(kGrid, 1, 0, true);
+    w.f64(grid_.step);
+    w.i64(grid_.k0);
+    w.i64(grid_.n);
+  }
+  {
+    auto s = w.section(kEngn, 1, 0, true);
+    w.u64s(std::vector<std::uint64_t>(rejected_.begin(), rejected_.end()));
+    w.i64(last_ts_);
+    w.f64(ref_price_);
+    w.u64(learn_.size());
+    for (auto f : learn_) w.u8(f);
+    w.u64s(recent_);
+  }
+  for (std::size_t i = 0; i < venues_.size(); ++i) {
+    const VenueStats& s = venues_[i].stats;
+    auto sec = w.section(kVenu, 1, 0, true);
+    w.u32(static_cast<std::uint32_t>(i));
+    w.u64(s.prices);
+    w.u64(s.oi_updates);
+    w.u64(s.liquidations);
+    for (int k = 0; k < 2; ++k) {
+      w.f64(s.observed_usd[k]);
+      w.u64(s.observed_n[k]);
+      w.u64(s.unexplained[k]);
+    }
+    w.f64(s.oi_base);
+    w.f64(s.last_price);
+    w.f64(s.min_price);
+    w.f64(s.max_price);
+    w.i64(s.last_ts);
+    w.boolean(s.own_price);
+  }
+  for (std::size_t i = 0; i < venues_.size(); ++i) {
+    for (int k = 0; k < 2; ++k) {
+      auto sec = w.section(kBook, 1, 0, true);
+      w.u32(static_cast<std::uint32_t>(i));
+      w.i8(static_cast<std::int8_t>(venues_[i].book[k].side()));
+      venues_[i].book[k].save(w, grid_);
+    }
+  }
+  save_learner_sections(w);
+}
+
+Engine Engine::load_state(Reader& r) {
+  SectionHeader h;
+  Reader body(nullptr, 0);
+  if (!r.next_section(h, body) || h.tag != kConf) r.fail("the first section must be CONF");
+  serial::check_version(h, 1);
+  EngineConfig cfg = read_config(body);
+  const EngineConfig stored = cfg;
+  auto e = [&]() {
+    try {
+      return Engine(std::move(cfg));
+    } catch (const std::invalid_argument& ex) {
+      throw serial::SnapshotError(r.where() + ": invalid engine config: " + ex.what());
+    }
+  }();
+  // The constructor renormalises the priors; keep the stored ones bit for bit.
+  e.cfg_.venues = stored.venues;
+  for (std::size_t i = 0; i < e.venues_.size(); ++i) e.venues_[i].config = stored.venues[i];
+
+  const std::size_t nv = e.venues_.size();
+  bool have_grid = false, have_engn = false;
+  std::vector<std::uint8_t> have_venue(nv, 0), have_book(2 * nv, 0);
+  while (r.next_section(h, body)) {
+    if (h.tag == kGrid) {
+      serial::check_version(h, 1);
+      if (have_grid) body.fail("repeated");
+      const double step = body.f64();
+      const std::int64_t k0 = body.i64(), n = body.i64();
+      if (!(step == e.cfg_.step) || k0 < 0 || n < 0 || n > e.cfg_.max_bins || k0 > (std::int64_t{1} << 52))
+        body.fail("grid out of range");
+      e.grid_.k0 = k0;
+      e.grid_.n = n;
+      have_grid = true;
+    } else if (h.tag == kEngn) {
+      serial::check_version(h, 1);
+      const auto rej = body.u64s(1024);
+      // Older snapshots know fewer reasons (new ones are appended): the rest stay 0.
+      // Reasons a newer minor version added are dropped.
+      for (std::size_t i = 0; i < rej.size() && i < e.rejected_.size(); ++i) e.rejected_[i] = rej[i];
+      e.last_ts_ = body.i64();
+      e.ref_price_ = body.f64();
+      if (!(std::isfinite(e.ref_price_) && e.ref_price_ >= 0.0)) body.fail("reference price out of range");
+      if (body.u64() != nv) body.fail("learn flags do not match the venue count");
+      for (std::size_t i = 0; i < nv; ++i) e.learn_[i] = body.boolean() ? 1 : 0;
+      auto recent = body.u64s(1u << 20);
+      if (recent.size() != e.recent_.size()) body.fail("duplicate filter size does not match");
+      e.recent_ = std::move(recent);
+      have_engn = true;
+    } else if (h.tag == kVenu) {
+      serial::check_version(h, 1);
+      const std::size_t i = body.u32();
+      if (i >= nv || have_venue[i]) body.fail("venue slot out of range or repeated");
+      VenueStats& s = e.venues_[i].stats;
+      s.prices = body.u64();
+      s.oi_updates = body.u64();
+      s.liquidations = body.u64();
+      for (int k = 0; k < 2; ++k) {
+        s.observed_usd[k] = body.f64();
+        s.observed_n[k] = body.u64();
+        s.unexplained[k] = body.u64();
+      }
+      s.oi_base = body.f64();
+      s.last_price = body.f64();
+      s.min_price = body.f64();
+      s.max_price = body.f64();
+      s.last_ts = body.i64();
+      s.own_price = body.boolean();
+      for (double x : {s.observed_usd[0], s.observed_usd[1], s.oi_base, s.last_price, s.min_price, s.max_price})
+        if (!(std::isfinite(x) && x >= 0.0)) body.fail("venue statistics out of range");
+      have_venue[i] = 1;
+    } else if (h.tag == kBook) {
+      serial::check_version(h, 1);
+      if (!have_grid) body.fail("BOOK before GRID");
+      const std::size_t i = body.u32();
+      if (i >= nv) body.fail("venue slot out of range");
+      const std::int8_t side = body.i8();
+      if (side != static_cast<std::int8_t>(Side::long_) && side != static_cast<std::int8_t>(Side::short_))
+        body.fail("unknown book side");
+      const auto k = static_cast<std::size_t>(side_index(static_cast<Side>(side)));
+      if (have_book[2 * i + k]) body.fail("repeated book");
+      e.venues_[i].book[k].load(body, e.grid_);
+      have_book[2 * i + k] = 1;
+    } else if (!e.load_learner_section(h, body)) {
+      if (h.required())
+        body.fail("required section unknown to this version of heatcore (written by a newer version?)");
+      // An optional section from a newer minor version: skipped.
+    }
+  }
+  if (!have_grid || !have_engn) r.fail("missing GRID or ENGN section");
+  for (std::size_t i = 0; i < nv; ++i)
+    if (!have_venue[i] || !have_book[2 * i] || !have_book[2 * i + 1]) r.fail("missing venue or book section");
+  return e;
+}
+
+// ---- Learner state ---------------------------------------------------------------
+// Each learner owns one section: a new 4-character tag, version 1.0, its own
+// save/load that append fields at the end in later minor versions. Add one line
+// to each function below. Mark the section required only if an engine loaded
+// without it would be wrong rather than merely less trained (an older heatcore
+// then refuses the snapshot instead of silently dropping the state).
+//
+//   save: { auto s = w.section(serial::tag("LLRN"), 1, 0, false); leverage_.save(w); }
+//   load: if (h.tag == serial::tag("LLRN")) { serial::check_version(h, 1); leverage_.load(body, h.minor); return true; }
+void Engine::save_learner_sections(Writer& /*w*/) const {}
+
+bool Engine::load_learner_section(const SectionHeader& /*h*/, Reader& /*body*/) { return false; }
+
+}  // namespace heatcore
