@@ -43,10 +43,12 @@ void register_persist(py::module_& m) {
          "The engine's exact state as tagged sections (no file header, no checksum).")
       .def_static(
           "from_state",
-          [](const py::bytes& data) {
+          [](const py::bytes& data, bool config_only) {
             const std::string_view v(data);
             hc::serial::Reader r(reinterpret_cast<const std::uint8_t*>(v.data()), v.size(), "core state");
-            return hc::Engine::load_state(r);
+            return hc::Engine::load_state(r, config_only);
           },
-          "data"_a, "Rebuild an engine from state_bytes(); raises SnapshotError.");
+          "data"_a, "config_only"_a = false,
+          "Rebuild an engine from state_bytes() (config_only: its configuration, fresh state); "
+          "raises SnapshotError.");
 }

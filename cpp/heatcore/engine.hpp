@@ -100,7 +100,8 @@ class Engine {
   // rebuilt by load_state continues bit-identically to this one.
   void save_state(serial::Writer& w) const;
   // Rebuild an engine from save_state's sections; throws serial::SnapshotError.
-  static Engine load_state(serial::Reader& r);
+  // config_only: a fresh engine with the snapshot's configuration (no state).
+  static Engine load_state(serial::Reader& r, bool config_only = false);
   // Size of the duplicate filter (fingerprints of recently accepted events).
   static constexpr std::size_t kRecentEvents = 4096;
 

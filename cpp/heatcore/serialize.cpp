@@ -439,7 +439,7 @@ void Engine::save_state(Writer& w) const {
   save_learner_sections(w);
 }
 
-Engine Engine::load_state(Reader& r) {
+Engine Engine::load_state(Reader& r, bool config_only) {
   SectionHeader h;
   Reader body(nullptr, 0);
   if (!r.next_section(h, body) || h.tag != kConf) r.fail("the first section must be CONF");
@@ -455,7 +455,13 @@ Engine Engine::load_state(Reader& r) {
   }();
   // The constructor renormalises the priors; keep the stored ones bit for bit.
   e.cfg_.venues = stored.venues;
-  for (std::size_t i = 0; i < e.venues_.size(); ++i) e.venues_[i].config = stored.venues[i];
+  for (std::size_t i = 0; i < e.venues_.size(); ++i) {
+    VenueState& v = e.venues_[i];
+    v.config = stored.venues[i];
+    v.book[0].set_weights(e.grid_, v.config.prior_long);
+    v.book[1].set_weights(e.grid_, v.config.prior_short);
+  }
+  if (config_only) return e;
 
   const std::size_t nv = e.venues_.size();
   bool have_grid = false, have_engn = false;
