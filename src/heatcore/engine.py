@@ -227,6 +227,9 @@ class Engine:
         and a CRC-32; a crash during the save leaves the previous file intact.
         """
         with self._lock:
+            if self._auto is not None and os.path.abspath(os.fspath(path)) == self._auto.path:
+                self._auto.snapshot(self)  # the autosnapshot path: its journal must restart too
+                return
             data = _persist.dumps(self)
         _persist.write_atomic(path, data)
 

@@ -243,6 +243,9 @@ class AutoSnapshot:
             self.journal.close()
             self.journal = None
 
+    def __del__(self) -> None:  # an engine dropped while autosnapshotting: every record is flushed already
+        self.close()
+
     def snapshot(self, eng: Engine) -> None:
         """Write a snapshot, then start a new journal that follows it."""
         token = secrets.token_bytes(16)
