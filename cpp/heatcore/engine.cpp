@@ -106,6 +106,8 @@ Reject Engine::check_price(const VenueState& v, double price) const {
   if (!(price > 0.0)) return Reject::non_positive_price;
   // Bins are indexed by int64; a price that cannot be binned is not a price.
   if (price / grid_.step > 1e15) return Reject::absurd_price;
+  // persist: nor is one a billion times finer than a bin (1 / price would overflow OI in base units).
+  if (price / grid_.step < 1e-9) return Reject::absurd_price;
   const double last = v.stats.last_price > 0.0 ? v.stats.last_price : ref_price_;
   if (last > 0.0 && (price > last * cfg_.max_price_ratio || price < last / cfg_.max_price_ratio))
     return Reject::absurd_price;
@@ -224,11 +226,13 @@ Reject Engine::update_open_interest(std::size_t slot, std::int64_t ts, double oi
   if (!std::isfinite(oi_usd) || !std::isfinite(price)) return count(Reject::non_finite);
   // A zero or missing reading is a gap in the feed, never "everything closed".
   if (!(oi_usd > 0.0)) return count(Reject::non_positive_size);
+  if (oi_usd > kMaxUsd) return count(Reject::absurd_size);  // persist
   if (price < 0.0) return count(Reject::non_positive_price);
   if (price == 0.0) price = v.stats.last_price > 0.0 ? v.stats.last_price : ref_price_;
   if (!(price > 0.0)) return count(Reject::no_price);
   if (Reject r = check_price(v, price); r != Reject::ok) return count(r);
   const double oi_base = oi_usd / price;
+  if (!std::isfinite(oi_base)) return count(Reject::absurd_size);  // persist
   const std::uint64_t fp = fingerprint(ts, slot, EventKind::open_interest, 0, price, oi_usd);  // persist
   if (is_duplicate(fp)) return count(Reject::duplicate);
   // Coverage of every entry the update may write, decided before any state changes.
@@ -259,7 +263,8 @@ Reject Engine::on_liquidation(std::size_t slot, std::int64_t ts, Side side, doub
   if (!std::isfinite(notional_usd)) return count(Reject::non_finite);
   if (!(notional_usd > 0.0)) return count(Reject::non_positive_size);
   // persist: one liquidation cannot exceed the venue's whole open interest.
-  if (v.stats.oi_base > 0.0 && notional_usd > v.stats.oi_base * price) return count(Reject::absurd_size);
+  if (notional_usd > kMaxUsd || (v.stats.oi_base > 0.0 && notional_usd > v.stats.oi_base * price))
+    return count(Reject::absurd_size);
   const std::uint64_t fp = fingerprint(ts, slot, EventKind::liquidation, static_cast<int>(side), price,
                                        notional_usd);
   if (is_duplicate(fp)) return count(Reject::duplicate);

@@ -104,6 +104,9 @@ class Engine {
   static Engine load_state(serial::Reader& r, bool config_only = false);
   // Size of the duplicate filter (fingerprints of recently accepted events).
   static constexpr std::size_t kRecentEvents = 4096;
+  // No open interest or liquidation is this large (USD); larger values are
+  // refused as absurd_size before they can overflow a map total.
+  static constexpr double kMaxUsd = 1e15;
 
  private:
   // ---- persist: learner state sections (serialize.cpp lists them) ----

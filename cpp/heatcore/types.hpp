@@ -53,7 +53,7 @@ enum class Reject : int {
   absurd_price,         // more than `max_price_jump` away from the venue's last price
   grid_limit,           // the price grid would have to grow beyond its bin limit
   // ---- persist: reasons added for issue 9 (append new reasons here, never reorder) ----
-  absurd_size,          // a liquidation larger than the venue's whole open interest (USD)
+  absurd_size,          // a liquidation above the venue's open interest, or any size above 1e15 USD
   duplicate,            // identical to a recently accepted event (ts, venue, kind, side, price, value)
   count_
 };

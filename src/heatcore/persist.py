@@ -178,12 +178,26 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()  # read once, at import: os.umask() cannot be read without setting it
+
+
 def write_atomic(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
     target = os.path.abspath(os.fspath(path))
     directory = os.path.dirname(target)
+    try:
+        mode = os.stat(target).st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o666 & ~_UMASK
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, mode)  # mkstemp creates 0600; a snapshot gets a normal file's mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
