@@ -12,23 +12,38 @@ namespace heatcore::serial {
 
 namespace {
 
-constexpr std::array<std::uint32_t, 256> make_crc_table() noexcept {
-  std::array<std::uint32_t, 256> t{};
+// Slicing-by-8: eight tables let the loop fold eight bytes per step.
+using CrcTables = std::array<std::array<std::uint32_t, 256>, 8>;
+
+constexpr CrcTables make_crc_tables() noexcept {
+  CrcTables t{};
   for (std::uint32_t i = 0; i < 256; ++i) {
     std::uint32_t c = i;
     for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    t[i] = c;
+    t[0][i] = c;
   }
+  for (std::size_t k = 1; k < 8; ++k)
+    for (std::size_t i = 0; i < 256; ++i) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xFFu];
   return t;
 }
-constexpr auto kCrcTable = make_crc_table();
+constexpr CrcTables kCrc = make_crc_tables();
+
+inline std::uint32_t load_le32(const std::uint8_t* p) noexcept {
+  return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
+         static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
+}
 
 }  // namespace
 
 std::uint32_t crc32(const void* data, std::size_t size, std::uint32_t crc) noexcept {
   const auto* p = static_cast<const std::uint8_t*>(data);
   crc = ~crc;
-  for (std::size_t i = 0; i < size; ++i) crc = kCrcTable[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
+  for (; size >= 8; size -= 8, p += 8) {
+    const std::uint32_t a = load_le32(p) ^ crc, b = load_le32(p + 4);
+    crc = kCrc[7][a & 0xFFu] ^ kCrc[6][(a >> 8) & 0xFFu] ^ kCrc[5][(a >> 16) & 0xFFu] ^ kCrc[4][a >> 24] ^
+          kCrc[3][b & 0xFFu] ^ kCrc[2][(b >> 8) & 0xFFu] ^ kCrc[1][(b >> 16) & 0xFFu] ^ kCrc[0][b >> 24];
+  }
+  for (; size > 0; --size, ++p) crc = kCrc[0][(crc ^ *p) & 0xFFu] ^ (crc >> 8);
   return ~crc;
 }
 
