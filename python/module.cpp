@@ -5,4 +5,5 @@ PYBIND11_MODULE(_core, m) {
   register_mechanics(m);
   register_engine(m);
   register_persist(m);  // after register_engine: adds methods to Engine
+  register_cascade(m);  // adds methods to Engine: after register_engine
 }

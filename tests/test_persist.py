@@ -26,7 +26,14 @@ def _engine(learn: bool = True, **kw) -> hc.Engine:
 
 def _observables(eng: hc.Engine) -> dict:
     """Everything a user can read from an engine."""
-    out: dict = {"diag": eng.diagnostics(), "events_seen": eng.events_seen}
+    out: dict = {"diag": eng.diagnostics(), "events_seen": eng.events_seen,
+                 "cascade_config": eng.cascade_config()}
+    for side in ("long", "short"):
+        out[f"cascade/{side}"] = eng.cascade(side)
+    for k, v in eng.cascade_state().items():
+        out[f"cascade_state/{k}"] = np.asarray(v)
+    for k, v in eng.chains().items():
+        out[f"chains/{k}"] = np.asarray(v)
     for v in (None, *eng.venues):
         m = eng.heatmap(v)
         out[f"map/{v}"] = (m.prices, m.long, m.short, m.price)
@@ -47,7 +54,7 @@ def _assert_same(a: hc.Engine, b: hc.Engine) -> None:
     for k in oa:
         va, vb = oa[k], ob[k]
         if isinstance(va, tuple):
-            for x, y in zip(va, vb):
+            for x, y in zip(va, vb, strict=True):
                 np.testing.assert_array_equal(x, y, err_msg=k)
         elif isinstance(va, np.ndarray):
             np.testing.assert_array_equal(va, vb, err_msg=k)
@@ -240,3 +247,16 @@ def test_failed_save_leaves_previous_snapshot(tmp_path: Path, stream: np.ndarray
         assert sorted(p.name for p in tmp_path.iterdir()) == ["snap"]  # the temporary file is gone
     eng.save(path)
     assert hc.Engine.load(path)._core.state_bytes() == eng._core.state_bytes()
+
+
+def test_cascade_options_and_learned_state_survive(tmp_path: Path, stream: np.ndarray) -> None:
+    opts = {"horizon_s": 1800.0, "gap_ms": 20_000, "half_life": 50.0}
+    a = _engine(cascade=opts)
+    a.ingest(stream[:20_000])
+    assert a.cascade_state()["chains_total"] > 0  # the cascade learner has state to lose
+    a.save(tmp_path / "c")
+    b = hc.Engine.load(tmp_path / "c")
+    assert b.cascade_config() == a.cascade_config() != _engine().cascade_config()
+    for eng in (a, b):
+        eng.ingest(stream[20_000:])
+    _assert_same(a, b)

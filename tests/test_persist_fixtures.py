@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_fixture_loads_and_equals_a_replay_of_its_events(name: str) -> None:
     rej = eng.diagnostics()["rejected"]
     assert rej["non_finite"] == int(np.isnan(events["price"]).sum()) > 0
     rows = events[["ts", "price", "value", "venue", "kind", "side"]].tolist()
-    assert rej["duplicate"] == sum(a == b for a, b in zip(rows, rows[1:])) > 0
+    assert rej["duplicate"] == sum(a == b for a, b in itertools.pairwise(rows)) > 0
     assert rej["out_of_order"] == int((events["ts"] < np.maximum.accumulate(events["ts"]) - 5000).sum()) > 0
     assert eng.heatmap().total()[0] > 0 and eng.heatmap().total()[1] > 0
 

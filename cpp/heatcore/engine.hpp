@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "heatcore/book.hpp"
+#include "heatcore/cascade.hpp"
 #include "heatcore/mechanics.hpp"
 #include "heatcore/serialize.hpp"
 #include "heatcore/types.hpp"
@@ -38,6 +39,7 @@ struct EngineConfig {
   std::int64_t ts_tolerance_ms = 5000;  // accepted lateness before out_of_order
   double max_price_ratio = 10.0;       // a price this many times away from the last is absurd
   std::int64_t max_bins = 4'000'000;   // grid growth limit
+  CascadeConfig cascade;               // chain tracker, Cascade Learner and walk (cascade.hpp)
 };
 
 struct VenueStats {
@@ -93,6 +95,17 @@ class Engine {
 
   const std::array<std::uint64_t, kRejectReasons>& rejected() const noexcept { return rejected_; }
   std::int64_t last_ts() const noexcept { return last_ts_; }
+
+  // ---- cascade (cascade.hpp) ----
+  // Forecast of up to `levels` (<= kMaxCascadeLevels) levels on `side` from the
+  // reference price, written to `out`; returns the count (0 with no exposure).
+  int cascade(Side side, int levels, CascadeLevel* out) const;
+  // The side's significant clusters beyond `origin` on the summed map.
+  int cascade_clusters(Side side, double origin, Cluster* out, int max_out) const;
+  const CascadeModel& cascade_model() const noexcept { return cascade_; }
+  // Replace the cascade configuration; resets the cascade state.
+  void configure_cascade(const CascadeConfig& c);
+  // ---- end cascade ----
   double reference_price() const noexcept { return ref_price_; }
 
   // ---- persist (serialize.hpp; defined in serialize.cpp) ----
@@ -111,7 +124,8 @@ class Engine {
  private:
   // ---- persist: learner state sections (serialize.cpp lists them) ----
   void save_learner_sections(serial::Writer& w) const;
-  bool load_learner_section(const serial::SectionHeader& h, serial::Reader& body);
+  // config_only: apply the section's configuration, not its learned state.
+  bool load_learner_section(const serial::SectionHeader& h, serial::Reader& body, bool config_only);
   // ---- persist: duplicate filter ----
   static std::uint64_t fingerprint(std::int64_t ts, std::size_t slot, EventKind kind, int side,
                                    double price, double value) noexcept;
@@ -146,6 +160,12 @@ class Engine {
   // persist: direct-mapped table of recent event fingerprints (0 = empty slot);
   // sized once at construction, so the check allocates nothing per event.
   std::vector<std::uint64_t> recent_;
+  // ---- cascade ----
+  void cascade_on_price(std::size_t slot, std::int64_t ts, double price);
+  void cascade_on_liquidation(Side side, double price, double notional, std::int64_t ts, bool learn);
+  CascadeModel cascade_;
+  mutable std::vector<double> cascade_scratch_;   // summed side map + smoothing, grows with the grid
+  // ---- end cascade ----
 };
 
 }  // namespace heatcore

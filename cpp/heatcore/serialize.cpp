@@ -476,7 +476,11 @@ Engine Engine::load_state(Reader& r, bool config_only) {
     v.book[0].set_weights(e.grid_, v.config.prior_long);
     v.book[1].set_weights(e.grid_, v.config.prior_short);
   }
-  if (config_only) return e;
+  if (config_only) {
+    // Learner sections may carry configuration too (e.g. the cascade's options).
+    while (r.next_section(h, body)) e.load_learner_section(h, body, true);
+    return e;
+  }
 
   const std::size_t nv = e.venues_.size();
   bool have_grid = false, have_engn = false;
@@ -541,7 +545,7 @@ Engine Engine::load_state(Reader& r, bool config_only) {
       if (have_book[2 * i + k]) body.fail("repeated book");
       e.venues_[i].book[k].load(body, e.grid_);
       have_book[2 * i + k] = 1;
-    } else if (!e.load_learner_section(h, body)) {
+    } else if (!e.load_learner_section(h, body, false)) {
       if (h.required())
         body.fail("required section unknown to this version of heatcore (written by a newer version?)");
       // An optional section from a newer minor version: skipped.
@@ -555,15 +559,204 @@ Engine Engine::load_state(Reader& r, bool config_only) {
 
 // ---- Learner state ---------------------------------------------------------------
 // Each learner owns one section: a new 4-character tag, version 1.0, its own
-// save/load that append fields at the end in later minor versions. Add one line
-// to each function below. Mark the section required only if an engine loaded
-// without it would be wrong rather than merely less trained (an older heatcore
-// then refuses the snapshot instead of silently dropping the state).
-//
-//   save: { auto s = w.section(serial::tag("LLRN"), 1, 0, false); leverage_.save(w); }
-//   load: if (h.tag == serial::tag("LLRN")) { serial::check_version(h, 1); leverage_.load(body, h.minor); return true; }
-void Engine::save_learner_sections(Writer& /*w*/) const {}
+// save/load that append fields at the end in later minor versions. Add one
+// block to each function below (CASC is the worked example). Mark the section
+// required only if an engine loaded without it would be wrong rather than merely
+// less trained (an older heatcore then refuses the snapshot instead of silently
+// dropping the state). A snapshot from before the learner existed has no
+// section: the learner keeps its freshly constructed (prior) state.
 
-bool Engine::load_learner_section(const SectionHeader& /*h*/, Reader& /*body*/) { return false; }
+namespace {
+
+constexpr std::uint32_t kCasc = serial::tag("CASC");
+
+void write_cascade_config(Writer& w, const CascadeConfig& c) {
+  w.i64(c.gap_ms);
+  for (double x : {c.horizon_s, c.record_every_s, c.half_life, c.calibration_half_life, c.vol_half_life_s,
+                   c.smooth_frac, c.min_share, c.max_distance, c.prior_exponent, c.prior_scale, c.prior_residual,
+                   c.prior_fraction, c.prior_level_time_s, c.prior_weight, c.prior_vol_annual})
+    w.f64(x);
+  w.u64(c.history);
+}
+
+CascadeConfig read_cascade_config(Reader& r) {
+  CascadeConfig c;
+  c.gap_ms = r.i64();
+  for (double* x : {&c.horizon_s, &c.record_every_s, &c.half_life, &c.calibration_half_life, &c.vol_half_life_s,
+                    &c.smooth_frac, &c.min_share, &c.max_distance, &c.prior_exponent, &c.prior_scale,
+                    &c.prior_residual, &c.prior_fraction, &c.prior_level_time_s, &c.prior_weight,
+                    &c.prior_vol_annual})
+    *x = r.f64();
+  const std::uint64_t h = r.u64();
+  if (h > 1'000'000) r.fail("cascade history out of range");
+  c.history = static_cast<std::size_t>(h);
+  return c;
+}
+
+template <std::size_t N>
+void write_array(Writer& w, const std::array<double, N>& a) {
+  w.f64_span(a.data(), N);
+}
+template <std::size_t N>
+void read_array(Reader& r, std::array<double, N>& a) {
+  r.f64_span(a.data(), N);
+}
+
+void write_chain(Writer& w, const ChainRecord& c) {
+  w.i64(c.start_ts);
+  w.i64(c.end_ts);
+  w.i8(static_cast<std::int8_t>(c.side));
+  w.f64(c.start_price);
+  w.f64(c.extreme_price);
+  w.f64(c.notional);
+  w.u64(c.events);
+  w.i32(c.n_levels);
+  w.i32(c.reached);
+  write_array(w, c.level_price);
+  write_array(w, c.level_exposure);
+  write_array(w, c.level_notional);
+  write_array(w, c.level_end);
+  for (auto t : c.level_ts) w.i64(t);
+}
+
+Side read_side(Reader& r) {
+  const std::int8_t s = r.i8();
+  if (s != 0 && s != 1 && s != -1) r.fail("side out of range");
+  return static_cast<Side>(s);
+}
+
+int read_level_count(Reader& r) {
+  const std::int32_t n = r.i32();
+  if (n < 0 || n > kMaxCascadeLevels) r.fail("level count out of range");
+  return n;
+}
+
+ChainRecord read_chain(Reader& r) {
+  ChainRecord c;
+  c.start_ts = r.i64();
+  c.end_ts = r.i64();
+  c.side = read_side(r);
+  c.start_price = r.f64();
+  c.extreme_price = r.f64();
+  c.notional = r.f64();
+  c.events = r.u64();
+  c.n_levels = read_level_count(r);
+  c.reached = read_level_count(r);
+  read_array(r, c.level_price);
+  read_array(r, c.level_exposure);
+  read_array(r, c.level_notional);
+  read_array(r, c.level_end);
+  for (auto& t : c.level_ts) t = r.i64();
+  return c;
+}
+
+}  // namespace
+
+void CascadeModel::save(Writer& w) const {
+  for (const LevelStats& s : lv_)
+    for (double x : {s.n_impact, s.mx, s.my, s.mxx, s.mxy, s.myy, s.n_fraction, s.f_num, s.f_den, s.n_time,
+                     s.log_time, s.platt_a, s.platt_b, s.h00, s.h01, s.h11, s.n_resolved})
+      w.f64(x);
+  for (std::size_t k = 0; k < 2; ++k) {
+    write_chain(w, open_[k]);
+    w.f64(seg_q_[k]);
+    w.f64(seg_from_[k]);
+    w.i64(seg_ts_[k]);
+  }
+  // Only the used part of the chain ring: it fills from slot 0 until it wraps.
+  const std::size_t used = history_size();
+  w.u64(ring_.size());
+  w.u64(used);
+  for (std::size_t i = 0; i < used; ++i) write_chain(w, ring_[i]);
+  w.u64(ring_next_);
+  w.u64(chains_total_);
+  w.u64(pending_.size());
+  for (const Pending& p : pending_) {
+    w.boolean(p.live);
+    w.i64(p.ts);
+    w.i8(static_cast<std::int8_t>(p.side));
+    w.i32(p.n);
+    w.f64(p.extreme);
+    write_array(w, p.price);
+    write_array(w, p.raw);
+  }
+  w.i64(last_record_ts_);
+  w.boolean(recorded_any_);
+  w.u64(resolved_);
+  w.u64(dropped_);
+  w.u64(last_.size());
+  for (const VenuePrice& v : last_) {
+    w.i64(v.ts);
+    w.f64(v.price);
+  }
+  w.f64(vol_r2_);
+  w.f64(vol_dt_);
+}
+
+void CascadeModel::load(Reader& r) {
+  CascadeModel m = *this;  // fill a copy: *this stays unchanged if the bytes are bad
+  for (LevelStats& s : m.lv_)
+    for (double* x : {&s.n_impact, &s.mx, &s.my, &s.mxx, &s.mxy, &s.myy, &s.n_fraction, &s.f_num, &s.f_den,
+                      &s.n_time, &s.log_time, &s.platt_a, &s.platt_b, &s.h00, &s.h01, &s.h11, &s.n_resolved})
+      *x = r.f64();
+  for (std::size_t k = 0; k < 2; ++k) {
+    m.open_[k] = read_chain(r);
+    m.seg_q_[k] = r.f64();
+    m.seg_from_[k] = r.f64();
+    m.seg_ts_[k] = r.i64();
+  }
+  if (r.u64() != m.ring_.size()) r.fail("chain history size does not match the config");
+  const std::uint64_t used = r.u64();
+  if (used > m.ring_.size()) r.fail("chain history count out of range");
+  for (std::size_t i = 0; i < used; ++i) m.ring_[i] = read_chain(r);
+  m.ring_next_ = r.u64();
+  m.chains_total_ = r.u64();
+  if (m.ring_next_ >= m.ring_.size() || std::min<std::uint64_t>(m.chains_total_, m.ring_.size()) != used)
+    r.fail("chain history position out of range");
+  if (r.u64() != m.pending_.size()) r.fail("pending forecast capacity does not match the config");
+  for (Pending& p : m.pending_) {
+    p.live = r.boolean();
+    p.ts = r.i64();
+    p.side = read_side(r);
+    p.n = read_level_count(r);
+    p.extreme = r.f64();
+    read_array(r, p.price);
+    read_array(r, p.raw);
+  }
+  m.last_record_ts_ = r.i64();
+  m.recorded_any_ = r.boolean();
+  m.resolved_ = r.u64();
+  m.dropped_ = r.u64();
+  if (r.u64() != m.last_.size()) r.fail("venue count does not match");
+  for (VenuePrice& v : m.last_) {
+    v.ts = r.i64();
+    v.price = r.f64();
+  }
+  m.vol_r2_ = r.f64();
+  m.vol_dt_ = r.f64();
+  *this = std::move(m);
+}
+
+void Engine::save_learner_sections(Writer& w) const {
+  {
+    auto s = w.section(kCasc, 1, 0, false);  // cascade: config, then learned state
+    write_cascade_config(w, cfg_.cascade);
+    cascade_.save(w);
+  }
+}
+
+bool Engine::load_learner_section(const SectionHeader& h, Reader& body, bool config_only) {
+  if (h.tag == kCasc) {
+    serial::check_version(h, 1);
+    try {
+      configure_cascade(read_cascade_config(body));
+    } catch (const std::invalid_argument& e) {
+      body.fail(std::string("invalid cascade config: ") + e.what());
+    }
+    if (!config_only) cascade_.load(body);
+    return true;
+  }
+  return false;
+}
 
 }  // namespace heatcore

@@ -37,7 +37,7 @@ def _demo(args: argparse.Namespace) -> int:
     prices_axis: np.ndarray | None = None
     t0 = time.perf_counter()
     start = 0
-    for cut, stop in zip(cuts, idx):
+    for cut, stop in zip(cuts, idx, strict=False):
         eng.ingest(events[start:stop])
         start = stop
         m = eng.heatmap()
@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_demo)
     v = sub.add_parser("venues", help="print the venue registry")
     v.set_defaults(func=_venues)
+    from .live import register_cli as register_live
+
+    register_live(sub)
     return p
 
 

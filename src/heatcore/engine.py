@@ -15,9 +15,17 @@ from . import persist as _persist
 from .events import EVENT_DTYPE
 from .venues import DEFAULT_TIERS, PRICE_KINDS, VENUES, get_venue, prior_weights, venue_id
 
-__all__ = ["Engine", "HeatMap", "InputError"]
+__all__ = ["CASCADE_DTYPE", "Engine", "HeatMap", "InputError"]
 
 _SIDE_CODE = {"long": 1, "short": -1}
+
+# ---- cascade ----
+#: One row of :meth:`Engine.cascade`: a level's price, expected observed notional
+#: (USD), probability of being reached within the horizon, confidence in (0, 1],
+#: expected seconds until reached, and the probability before recalibration.
+CASCADE_DTYPE = np.dtype([("price", "f8"), ("notional", "f8"), ("probability", "f8"),
+                          ("confidence", "f8"), ("eta_s", "f8"), ("raw_probability", "f8")])
+# ---- end cascade ----
 
 
 class InputError(ValueError):
@@ -119,6 +127,10 @@ class Engine:
     max_price_ratio : float
         A price more than this factor away from the venue's last price is refused
         as ``absurd_price``.
+    cascade : mapping, optional
+        Options of the chain tracker, Cascade Learner and cascade walk (see
+        :meth:`cascade_config` for the names and defaults), e.g.
+        ``{"gap_ms": 60000, "horizon_s": 3600, "half_life": 200}``.
 
     Notes
     -----
@@ -145,6 +157,7 @@ class Engine:
         seed_spread: float = 0.05,
         ts_tolerance_ms: int = 5000,
         max_price_ratio: float = 10.0,
+        cascade: Mapping[str, float] | None = None,
     ) -> None:
         names = tuple(VENUES if venues is None else venues)
         if not names:
@@ -177,7 +190,9 @@ class Engine:
         self._learn = bool(learn)
         self._lock = threading.RLock()
         self._unknown_venues = 0  # refusals the Python layer makes before reaching the core
-        self._persist_init(0, "")
+        if cascade:  # cascade
+            self._core.configure_cascade(dict(cascade))
+        self._persist_init(0, "")  # persist
 
     # -- persistence (heatcore.persist) -------------------------------------------
     def _persist_init(self, events_seen: int, journal_token: str) -> None:
@@ -475,8 +490,84 @@ class Engine:
                 return {"rejected": rej, "rejected_total": sum(rej.values()),
                         "events_seen": self._events_seen,
                         "last_ts": int(self._core.last_ts) if self._core.last_ts > -2**62 else None,
-                        "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid))}
+                        "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid, strict=False))}
             return dict(self._core.venue_stats(self._slot_of(venue)))
+
+    # ---- cascade ----------------------------------------------------------------
+    def cascade(self, side: str, levels: int = 10) -> np.ndarray:
+        """Cascade forecast on one side, walked over the summed map from the current price.
+
+        Level 1 is the nearest significant cluster beyond price on ``side``
+        (``"long"``: below, ``"short"``: above); each next level is reached by the
+        modelled impact of the previous levels' liquidations or by volatility.
+
+        Parameters
+        ----------
+        side : {"long", "short"}
+            The side whose positions would be liquidated.
+        levels : int
+            At most this many levels (0..10).
+
+        Returns
+        -------
+        numpy.ndarray
+            :data:`CASCADE_DTYPE` rows, nearest level first; empty when the side
+            holds no exposure. ``probability`` (reached within the configured
+            horizon) and ``confidence`` do not increase with depth. Deterministic
+            for a given state.
+        """
+        code = _side(side)
+        if not 0 <= int(levels) <= 10:
+            raise ValueError("levels must be in 0..10")
+        with self._lock:
+            rows = self._core.cascade(code, int(levels))
+        out = np.empty(rows.shape[0], dtype=CASCADE_DTYPE)
+        for i, name in enumerate(CASCADE_DTYPE.names or ()):
+            out[name] = rows[:, i]
+        return out
+
+    def cascade_clusters(self, side: str, origin: float | None = None) -> np.ndarray:
+        """The significant clusters the walk uses, as rows ``(price, map_usd, catchment_end)``.
+
+        A cluster is a local peak of the summed map smoothed over
+        ``+-smooth_frac`` of price that holds at least ``min_share`` of the
+        side's USD within ``max_distance`` of ``origin`` (default: current price).
+        """
+        code = _side(side)
+        with self._lock:
+            o = self._core.reference_price if origin is None else float(origin)
+            return self._core.cascade_clusters(code, float(o), 10)
+
+    def cascade_state(self) -> dict[str, Any]:
+        """The Cascade Learner's parameters and counters, for inspection.
+
+        Per-level arrays have 11 entries: index 0 pools every level, index k is
+        level k. ``exponent``/``scale``/``residual`` give the impact
+        ``move = scale * notional**exponent`` (relative move, log-sd residual);
+        ``fraction`` is observed over mapped notional; ``level_time_s`` the time
+        from one level to the next; ``platt_a``/``platt_b`` the online
+        recalibration; ``n_*`` the evidence behind each.
+        """
+        with self._lock:
+            return dict(self._core.cascade_state())
+
+    def cascade_config(self) -> dict[str, Any]:
+        """The cascade options in force."""
+        with self._lock:
+            return dict(self._core.cascade_config())
+
+    def chains(self, include_open: bool = True) -> dict[str, np.ndarray]:
+        """Chain history (oldest first, bounded ring) plus the open chains.
+
+        Columns: ``start_ts``, ``end_ts``, ``side`` (+1 long, -1 short),
+        ``start_price``, ``extreme_price``, ``notional``, ``events``, ``n_levels``,
+        ``reached``, ``open``, and per level (n x 10) ``level_price``,
+        ``level_exposure`` (map USD at the chain's start), ``level_notional``
+        (observed USD), ``level_ts`` (when crossed, 0 if not).
+        """
+        with self._lock:
+            return dict(self._core.chains(bool(include_open)))
+    # ---- end cascade ----
 
     def __repr__(self) -> str:
         return (f"Engine(symbol={self._symbol!r}, step={self._step}, venues={len(self._venues)}, "

@@ -17,7 +17,6 @@ optional. Files may be gzip-compressed (``.gz``).
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import logging
 import math
@@ -80,7 +79,7 @@ class EventsFormatError(ValueError):
 def _open_text(path: PathLike, mode: str) -> IO[str]:
     p = os.fspath(path)
     if p.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(p, mode + "b"), encoding="utf-8")
+        return gzip.open(p, mode + "t", encoding="utf-8")  # type: ignore[return-value]
     return open(p, mode, encoding="utf-8")
 
 

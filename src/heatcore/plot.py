@@ -54,14 +54,18 @@ def plot_history(
     t = (np.asarray(times_ms, dtype=float) - float(times_ms[0])) / 3_600_000.0
     fig, ax = plt.subplots(figsize=(12, 6.5), dpi=110)
     z = np.asarray(intensity, dtype=float)
-    # Log scale keeps small clusters visible next to the largest walls.
+    # Only the band around the traded range is drawn; the colour scale is set on
+    # that band (square-root scale: clusters stand out, small ones stay visible).
+    lo, hi = np.nanmin(price_line[1]), np.nanmax(price_line[1])
+    margin = max(0.5 * (hi - lo), 0.03 * hi)
+    rows = (prices >= lo - margin) & (prices <= hi + margin)
+    prices, z = prices[rows], z[rows]
     pos = z[z > 0]
-    vmax = np.percentile(pos, 99.5) if pos.size else 1.0
-    vmin = max(vmax * 1e-3, 1e-12)
-    from matplotlib.colors import LogNorm
+    vmax = float(np.percentile(pos, 99.0)) if pos.size else 1.0
+    from matplotlib.colors import PowerNorm
 
-    mesh = ax.pcolormesh(t, prices, np.clip(z, vmin, None), shading="nearest", cmap="inferno",
-                         norm=LogNorm(vmin=vmin, vmax=vmax), rasterized=True)
+    mesh = ax.pcolormesh(t, prices, z, shading="nearest", cmap="inferno",
+                         norm=PowerNorm(0.5, vmin=0.0, vmax=vmax), rasterized=True)
     cb = fig.colorbar(mesh, ax=ax, pad=0.01)
     cb.set_label("USD that would be liquidated per bin")
     pt = (np.asarray(price_line[0], dtype=float) - float(times_ms[0])) / 3_600_000.0
@@ -73,9 +77,7 @@ def plot_history(
                    label="long liquidated", alpha=0.6, linewidths=0)
         ax.scatter(lt[side == -1], np.asarray(liquidations[1])[side == -1], s=4, c="#ff4fd8",
                    label="short liquidated", alpha=0.6, linewidths=0)
-    lo, hi = np.nanmin(price_line[1]), np.nanmax(price_line[1])
-    span = hi - lo
-    ax.set_ylim(lo - max(0.6 * span, 0.04 * lo), hi + max(0.6 * span, 0.04 * hi))
+    ax.set_ylim(lo - margin, hi + margin)
     ax.set_xlabel("hours")
     ax.set_ylabel("price")
     ax.set_title(title)
