@@ -233,3 +233,27 @@ def test_fuzz_random_streams_never_crash_or_produce_nan(rows: list) -> None:
     # The state it reached survives a snapshot round trip exactly.
     again = hc.Engine._from_snapshot(eng.__getstate__())
     assert again._core.state_bytes() == eng._core.state_bytes()
+
+
+def test_adapter_messages_bad_values_and_replays() -> None:
+    """Native messages: a non-finite field is a clear AdapterError; a message
+    delivered twice (a reconnect replay) reaches the engine as a counted duplicate."""
+    from heatcore.adapters import AdapterError, Parser
+
+    def force_order(price: str, qty: str, t: int) -> dict:
+        return {"e": "forceOrder", "E": t + 3, "o": {"s": "BTCUSDT", "S": "SELL", "o": "LIMIT", "f": "IOC",
+                                                   "q": qty, "p": price, "ap": price, "X": "FILLED",
+                                                   "l": qty, "z": qty, "T": t}}
+
+    parser = Parser("binance")
+    with pytest.raises(AdapterError) as info:
+        parser.parse(force_order("NaN", "0.5", 1_767_225_600_000))
+    assert info.value.reason == "bad_number"
+    good = force_order("87000.5", "0.25", 1_767_225_601_000)
+    recs = parser.parse(good) + parser.parse(json.dumps(good))  # delivered twice
+    assert len(recs) == 2  # the binance adapter passes both on
+    eng = hc.Engine("BTCUSDT", venues=("binance",))
+    eng.update_price("binance", 1_767_225_599_000, 87_100.0)
+    counts = eng.ingest(hc.events_from_records(recs))
+    assert counts["liquidation"] == 1
+    assert counts["reasons"] == {"duplicate": 1}
