@@ -237,6 +237,8 @@ class AutoSnapshot:
 
     def __init__(self, path: PathLike, every_events: int | None, every_seconds: float | None,
                  fsync_journal: bool) -> None:
+        if every_events is None and every_seconds is None:
+            raise ValueError("autosnapshot needs every_events or every_seconds (the journal would grow forever)")
         if every_events is not None and int(every_events) <= 0:
             raise ValueError("every_events must be positive")
         if every_seconds is not None and not float(every_seconds) > 0:
