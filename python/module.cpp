@@ -4,5 +4,6 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "heatcore's compiled core. Private: use the `heatcore` package.";
   register_mechanics(m);
   register_engine(m);
+  register_persist(m);  // after register_engine: adds methods to Engine
   register_cascade(m);  // adds methods to Engine: after register_engine
 }

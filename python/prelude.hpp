@@ -11,4 +11,5 @@ using namespace pybind11::literals;
 
 void register_mechanics(py::module_& m);
 void register_engine(py::module_& m);
+void register_persist(py::module_& m);
 void register_cascade(py::module_& m);

@@ -33,6 +33,11 @@
 
 namespace heatcore {
 
+namespace serial {
+class Writer;
+class Reader;
+}  // namespace serial
+
 struct PriceGrid {
   double step = 50.0;
   std::int64_t k0 = 0;   // absolute index of the first bin; bin k has centre k * step
@@ -94,6 +99,13 @@ class SideBook {
   bool empty_tier(std::size_t t) const noexcept { return lo_[t] > hi_[t]; }
   std::int64_t lo(std::size_t t) const noexcept { return lo_[t]; }
   std::int64_t hi(std::size_t t) const noexcept { return hi_[t]; }
+
+  // ---- persist (defined in serialize.cpp) ----
+  // Exact state of the book on grid `g` (the side is written by the caller).
+  void save(serial::Writer& w, const PriceGrid& g) const;
+  // Fill a freshly constructed book (all tiers empty, same side and tier count)
+  // from save()'s bytes; throws serial::SnapshotError and leaves *this unchanged.
+  void load(serial::Reader& r, const PriceGrid& g);
 
  private:
   void deposit(const PriceGrid& g, std::size_t t, std::int64_t e, double qty, double sign);

@@ -15,6 +15,7 @@
 #include "heatcore/book.hpp"
 #include "heatcore/cascade.hpp"
 #include "heatcore/mechanics.hpp"
+#include "heatcore/serialize.hpp"
 #include "heatcore/types.hpp"
 
 namespace heatcore {
@@ -107,7 +108,30 @@ class Engine {
   // ---- end cascade ----
   double reference_price() const noexcept { return ref_price_; }
 
+  // ---- persist (serialize.hpp; defined in serialize.cpp) ----
+  // Every part of the state as tagged, versioned sections. Exact: an engine
+  // rebuilt by load_state continues bit-identically to this one.
+  void save_state(serial::Writer& w) const;
+  // Rebuild an engine from save_state's sections; throws serial::SnapshotError.
+  // config_only: a fresh engine with the snapshot's configuration (no state).
+  static Engine load_state(serial::Reader& r, bool config_only = false);
+  // Size of the duplicate filter (fingerprints of recently accepted events).
+  static constexpr std::size_t kRecentEvents = 4096;
+  // No open interest or liquidation is this large (USD); larger values are
+  // refused as absurd_size before they can overflow a map total.
+  static constexpr double kMaxUsd = 1e15;
+
  private:
+  // ---- persist: learner state sections (serialize.cpp lists them) ----
+  void save_learner_sections(serial::Writer& w) const;
+  // config_only: apply the section's configuration, not its learned state.
+  bool load_learner_section(const serial::SectionHeader& h, serial::Reader& body, bool config_only);
+  // ---- persist: duplicate filter ----
+  static std::uint64_t fingerprint(std::int64_t ts, std::size_t slot, EventKind kind, int side,
+                                   double price, double value) noexcept;
+  bool is_duplicate(std::uint64_t fp) const noexcept { return recent_[fp & (kRecentEvents - 1)] == fp; }
+  void remember(std::uint64_t fp) noexcept { recent_[fp & (kRecentEvents - 1)] = fp; }
+
   Reject check_time(std::int64_t ts) const;
   Reject check_price(const VenueState& v, double price) const;
   Reject count(Reject r) noexcept;
@@ -133,6 +157,9 @@ class Engine {
   std::vector<double> scratch_;   // per-tier workspace, sized once
   std::int64_t last_ts_ = std::numeric_limits<std::int64_t>::min();
   double ref_price_ = 0.0;
+  // persist: direct-mapped table of recent event fingerprints (0 = empty slot);
+  // sized once at construction, so the check allocates nothing per event.
+  std::vector<std::uint64_t> recent_;
   // ---- cascade ----
   void cascade_on_price(std::size_t slot, std::int64_t ts, double price);
   void cascade_on_liquidation(Side side, double price, double notional, std::int64_t ts, bool learn);

@@ -21,6 +21,7 @@ from .events import (
     read_events_by_symbol,
     write_events,
 )
+from .persist import SnapshotError
 from .venues import DEFAULT_TIERS, VENUES, get_venue, register_venue
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "EventsFormatError",
     "HeatMap",
     "InputError",
+    "SnapshotError",
     "__version__",
     "events_from_records",
     "get_venue",

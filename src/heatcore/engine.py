@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from . import persist as _persist
 from .events import EVENT_DTYPE
 from .venues import DEFAULT_TIERS, PRICE_KINDS, VENUES, get_venue, prior_weights, venue_id
 
@@ -134,7 +136,14 @@ class Engine:
     Notes
     -----
     Thread safety: every method takes the engine's lock, so one thread may read
-    maps while another ingests; calls are serialised, never interleaved.
+    maps while another ingests; calls are serialised, never interleaved: a map
+    read during an ingest is the map before or after the whole batch, never a
+    mix. The private ``_core`` object has no lock of its own; use it from one
+    thread only.
+
+    Persistence: :meth:`save` / :meth:`load` (atomic, versioned, checksummed
+    snapshot files), pickling (the same bytes), and :meth:`autosnapshot` /
+    :meth:`resume` for continuous operation (see :mod:`heatcore.persist`).
     """
 
     def __init__(
@@ -184,6 +193,137 @@ class Engine:
         self._unknown_venues = 0  # refusals the Python layer makes before reaching the core
         if cascade:  # cascade
             self._core.configure_cascade(dict(cascade))
+        self._persist_init(0, "")  # persist
+
+    # -- persistence (heatcore.persist) -------------------------------------------
+    def _persist_init(self, events_seen: int, journal_token: str) -> None:
+        self._events_seen = events_seen  # inputs offered to the core, accepted or refused
+        self._journal_token = journal_token
+        self._auto: _persist.AutoSnapshot | None = None
+
+    def _persist_meta(self) -> dict[str, Any]:
+        """What the Python wrapper needs to rebuild itself around a loaded core."""
+        return {"symbol": self._symbol, "step": self._step, "venues": list(self._venues),
+                "tiers": [float(x) for x in self._tiers], "learn": self._learn,
+                "unknown_venues": self._unknown_venues, "events_seen": self._events_seen,
+                "journal_token": self._journal_token, "library": _persist._library_version()}
+
+    @classmethod
+    def _from_snapshot(cls, data: bytes) -> Engine:
+        meta, core = _persist.loads(data)
+        eng = cls.__new__(cls)
+        eng._restore(meta, core)
+        return eng
+
+    def _restore(self, meta: Mapping[str, Any], core: Any) -> None:
+        try:
+            names = tuple(str(v) for v in meta["venues"])
+            tiers = np.array([float(x) for x in meta["tiers"]])
+            if core.venue_count != len(names) or not np.array_equal(core.tiers, tiers):
+                raise _persist.SnapshotError("META does not match the CORE section (venues or tiers)")
+            self._core = core
+            self._symbol = str(meta["symbol"])
+            self._step = float(meta["step"])
+            self._venues = names
+            self._slot = {n: i for i, n in enumerate(names)}
+            self._tiers = tiers
+            self._learn = bool(meta["learn"])
+            self._lock = threading.RLock()
+            self._unknown_venues = int(meta["unknown_venues"])
+            self._persist_init(int(meta["events_seen"]), str(meta.get("journal_token", "")))
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, _persist.SnapshotError):
+                raise
+            raise _persist.SnapshotError(f"META section is incomplete: {e!r}") from None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a snapshot of the whole state to ``path``, atomically.
+
+        The file carries a magic header, the format version, the library version
+        and a CRC-32; a crash during the save leaves the previous file intact.
+        """
+        with self._lock:
+            if self._auto is not None and os.path.abspath(os.fspath(path)) == self._auto.path:
+                self._auto.snapshot(self)  # the autosnapshot path: its journal must restart too
+                return
+            data = _persist.dumps(self)
+        _persist.write_atomic(path, data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Engine:
+        """Rebuild an engine from a snapshot written by :meth:`save` (any earlier
+        format version). Raises :class:`heatcore.SnapshotError` when the file is
+        not a snapshot, corrupt, truncated or written by a newer format."""
+        return cls._from_snapshot(_persist.read_file(path))
+
+    def __getstate__(self) -> bytes:
+        with self._lock:
+            return _persist.dumps(self)
+
+    def __setstate__(self, state: bytes) -> None:
+        meta, core = _persist.loads(state)
+        self._restore(meta, core)
+
+    def autosnapshot(self, path: str | os.PathLike[str] | None, *, every_events: int | None = None,
+                     every_seconds: float | None = None, fsync_journal: bool = False) -> None:
+        """Keep a snapshot at ``path`` up to date for continuous operation.
+
+        Writes a snapshot now, then again after every ``every_events`` inputs or
+        ``every_seconds`` seconds (checked at each input call), whichever comes
+        first. Between snapshots every input is appended to ``<path>.journal``
+        before it is applied, so :meth:`resume` rebuilds exactly the state of a
+        run that never stopped. ``fsync_journal=True`` also survives a machine
+        crash (each append is fsync'ed) at a cost per call. ``path=None`` stops.
+        """
+        with self._lock:
+            if self._auto is not None:
+                self._auto.close()
+                self._auto = None
+            if path is None:
+                return
+            auto = _persist.AutoSnapshot(path, every_events, every_seconds, fsync_journal)
+            _persist.remove_stale_temporaries(auto.path)
+            _persist.remove_stale_temporaries(auto.journal_path)
+            auto.snapshot(self)
+            self._auto = auto
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike[str], *, every_events: int | None = None,
+               every_seconds: float | None = None, fsync_journal: bool = False) -> Engine:
+        """Restart a run kept by :meth:`autosnapshot`: load the snapshot at ``path``
+        and replay the journal recorded after it. Autosnapshot continues when
+        ``every_events`` or ``every_seconds`` is given. ``events_seen`` tells the
+        feeder how many inputs the engine has taken."""
+        eng = cls.load(path)
+        records, _ = _persist.read_journal(os.fspath(path) + ".journal", eng._journal_token)
+        for _kind, events in records:
+            if events is None:
+                eng._unknown_venues += 1
+            else:
+                eng._events_seen += len(events)
+                eng._core.ingest(events)
+        if every_events is not None or every_seconds is not None:
+            eng.autosnapshot(path, every_events=every_events, every_seconds=every_seconds,
+                             fsync_journal=fsync_journal)
+        return eng
+
+    @property
+    def events_seen(self) -> int:
+        """Inputs (events and single updates) offered to the engine, accepted or refused."""
+        return self._events_seen
+
+    def _journal_one(self, kind: int, venue: str, ts_ms: int, price: float, value: float = 0.0,
+                     side: int = 0, price_kind: int = 0, flags: int = 0) -> None:
+        """Before a single update reaches the core: count it and journal it (autosnapshot)."""
+        self._events_seen += 1
+        if self._auto is not None:
+            rec = np.zeros(1, dtype=EVENT_DTYPE)
+            rec[0] = (ts_ms, price, value, venue_id(venue), kind, side, price_kind, flags)
+            self._auto.record_events(rec)
+
+    def _after_input(self, n: int) -> None:
+        if self._auto is not None:
+            self._auto.after(self, n)
 
     # -- properties ---------------------------------------------------------
     @property
@@ -218,6 +358,8 @@ class Engine:
         except KeyError:
             with self._lock:
                 self._unknown_venues += 1
+                if self._auto is not None:
+                    self._auto.record_unknown_venue()
             raise InputError("unknown_venue", f"{venue!r} is not one of this engine's venues") from None
 
     @staticmethod
@@ -231,8 +373,17 @@ class Engine:
         slot = self._slot.get(venue)
         if slot is None:
             slot = self._slot_of(venue)
+        ts, p = int(ts_ms), float(price)
         with self._lock:
-            code = self._core.update_price(slot, int(ts_ms), float(price))
+            if self._auto is None:
+                self._events_seen += 1
+                code = self._core.update_price(slot, ts, p)
+            else:
+                self._journal_one(0, venue, ts, p)
+                try:
+                    code = self._core.update_price(slot, ts, p)
+                finally:
+                    self._after_input(1)
         if code >= 0:
             self._check(code, f"price {price!r} for {venue} at {ts_ms}")
 
@@ -246,9 +397,17 @@ class Engine:
             slot = self._slot_of(venue)
         if price is not None and not (float(price) > 0):
             raise InputError("non_positive_price", f"price {price!r} for the OI reading")
+        ts, oi, p = int(ts_ms), float(oi_usd), 0.0 if price is None else float(price)
         with self._lock:
-            code = self._core.update_open_interest(slot, int(ts_ms), float(oi_usd),
-                                                   0.0 if price is None else float(price))
+            if self._auto is None:
+                self._events_seen += 1
+                code = self._core.update_open_interest(slot, ts, oi, p)
+            else:
+                self._journal_one(1, venue, ts, p, oi)
+                try:
+                    code = self._core.update_open_interest(slot, ts, oi, p)
+                finally:
+                    self._after_input(1)
         if code >= 0:
             self._check(code, f"open interest {oi_usd!r} for {venue} at {ts_ms}")
 
@@ -265,12 +424,21 @@ class Engine:
         kind = _PRICE_KIND_CODE.get(price_kind)
         if kind is None:
             raise InputError("unknown_kind", f"price_kind must be one of {PRICE_KINDS}")
+        ts, p, q = int(ts_ms), float(price), float(notional_usd)
+        # An unknown side goes to the core as 0 so that it is refused and counted there.
+        code, pk, fl = _SIDE_CODE.get(side, 0), kind, 1 if sampled else 0
         with self._lock:
-            # An unknown side goes to the core as 0 so that it is refused and counted there.
-            code = self._core.on_liquidation(slot, int(ts_ms), _SIDE_CODE.get(side, 0), float(price),
-                                             float(notional_usd), kind, 1 if sampled else 0)
-        if code >= 0:
-            self._check(code, f"liquidation {side} {notional_usd!r} @ {price!r} on {venue} at {ts_ms}")
+            if self._auto is None:
+                self._events_seen += 1
+                rc = self._core.on_liquidation(slot, ts, code, p, q, pk, fl)
+            else:
+                self._journal_one(2, venue, ts, p, q, code, pk, fl)
+                try:
+                    rc = self._core.on_liquidation(slot, ts, code, p, q, pk, fl)
+                finally:
+                    self._after_input(1)
+        if rc >= 0:
+            self._check(rc, f"liquidation {side} {notional_usd!r} @ {price!r} on {venue} at {ts_ms}")
 
     def ingest(self, events: np.ndarray) -> dict[str, Any]:
         """Apply a time-ordered EVENT_DTYPE array in C++ (the GIL is released).
@@ -285,7 +453,12 @@ class Engine:
         # numpy drops the dtype's padding in e.g. concatenate(); repack such arrays once.
         arr = np.ascontiguousarray(events if events.dtype == EVENT_DTYPE else events.astype(EVENT_DTYPE))
         with self._lock:
-            return dict(self._core.ingest(arr))
+            self._events_seen += len(arr)
+            if self._auto is not None:
+                self._auto.record_events(arr)
+            counts = dict(self._core.ingest(arr))
+            self._after_input(len(arr))
+            return counts
 
     # -- reads -----------------------------------------------------------------
     def heatmap(self, venue: str | None = None) -> HeatMap:
@@ -308,12 +481,16 @@ class Engine:
         slot = self._slot_of(venue)
         with self._lock:
             self._core.set_mix(slot, _side(side), [float(x) for x in weights])
+            if self._auto is not None:  # not an event: the journal cannot replay it
+                self._auto.snapshot(self)
 
     def freeze(self, venue: str, frozen: bool = True) -> None:
         """Stop (or resume) learning for one venue."""
         slot = self._slot_of(venue)
         with self._lock:
             self._core.set_learning(slot, (not frozen) and self._learn)
+            if self._auto is not None:  # not an event: the journal cannot replay it
+                self._auto.snapshot(self)
 
     def exposure_by_tier(self, venue: str, side: str) -> np.ndarray:
         """Open exposure per tier in base units, each tier counted as if it held the whole
@@ -336,6 +513,7 @@ class Engine:
                 rej = {k: int(v) for k, v in self._core.rejected().items()}
                 rej["unknown_venue"] += self._unknown_venues
                 return {"rejected": rej, "rejected_total": sum(rej.values()),
+                        "events_seen": self._events_seen,
                         "last_ts": int(self._core.last_ts) if self._core.last_ts > -2**62 else None,
                         "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid, strict=False))}
             return dict(self._core.venue_stats(self._slot_of(venue)))
