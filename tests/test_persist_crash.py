@@ -19,12 +19,13 @@ from heatcore import persist
 
 VENUES = ("binance", "okx", "hyperliquid")
 HERE = Path(__file__).resolve().parent
-SRC = HERE.parent / "src"
 
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(HERE), env.get("PYTHONPATH", "")])
+    # The child imports heatcore the way the parent did (installed, or the caller's
+    # PYTHONPATH); only the tests' own helpers are added.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
     return env
 
 
