@@ -190,6 +190,7 @@ class Engine:
         self._tiers = np.array(tier_list)
         self._learn = bool(learn)
         self._lock = threading.RLock()
+        self._prices_cache: tuple[int, int, np.ndarray] | None = None
         self._unknown_venues = 0  # refusals the Python layer makes before reaching the core
         if cascade:  # cascade
             self._core.configure_cascade(dict(cascade))
@@ -229,6 +230,7 @@ class Engine:
             self._tiers = tiers
             self._learn = bool(meta["learn"])
             self._lock = threading.RLock()
+            self._prices_cache = None
             self._unknown_venues = int(meta["unknown_venues"])
             self._persist_init(int(meta["events_seen"]), str(meta.get("journal_token", "")))
         except (KeyError, TypeError, ValueError) as e:
@@ -465,10 +467,17 @@ class Engine:
         """The current map of one venue, or the sum over venues (``venue=None``)."""
         slot = -1 if venue is None else self._slot_of(venue)
         with self._lock:
-            prices, lo, sh = self._core.heatmap(slot)
-            price = (self._core.venue_stats(slot)["last_price"] if slot >= 0
-                     else self._core.reference_price)
-        return HeatMap(prices, lo, sh, venue, float(price))
+            k0, n, lo, sh, price = self._core.map_arrays(slot)
+        return HeatMap(self._bin_prices(k0, n), lo, sh, venue, price)
+
+    def _bin_prices(self, k0: int, n: int) -> np.ndarray:
+        """Bin centres of the grid, shared read-only between maps until the grid grows."""
+        cached = self._prices_cache
+        if cached is None or cached[0] != k0 or cached[1] != n:
+            prices = (k0 + np.arange(n, dtype=np.float64)) * self._step
+            prices.flags.writeable = False
+            cached = self._prices_cache = (k0, n, prices)
+        return cached[2]
 
     def leverage_mix(self, venue: str, side: str) -> tuple[np.ndarray, np.ndarray]:
         """``(tiers, weights)``: the venue's current leverage mix of open interest on a side."""
@@ -546,10 +555,8 @@ class Engine:
             raise ValueError("levels must be in 0..10")
         with self._lock:
             rows = self._core.cascade(code, int(levels))
-        out = np.empty(rows.shape[0], dtype=CASCADE_DTYPE)
-        for i, name in enumerate(CASCADE_DTYPE.names or ()):
-            out[name] = rows[:, i]
-        return out
+        # Rows of six float64 are exactly CASCADE_DTYPE's layout: reinterpret, no copy.
+        return np.ascontiguousarray(rows, dtype=np.float64).view(CASCADE_DTYPE).reshape(-1)
 
     def cascade_clusters(self, side: str, origin: float | None = None) -> np.ndarray:
         """The significant clusters the walk uses, as rows ``(price, map_usd, catchment_end)``.
