@@ -4,4 +4,5 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "heatcore's compiled core. Private: use the `heatcore` package.";
   register_mechanics(m);
   register_engine(m);
+  register_forecast(m);
 }

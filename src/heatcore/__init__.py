@@ -12,7 +12,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "not by adding src/ to PYTHONPATH."
     ) from exc
 
-from .engine import Engine, HeatMap, InputError
+from .engine import Engine, Forecast, HeatMap, InputError
 from .events import (
     EVENT_DTYPE,
     EventsFormatError,
@@ -23,21 +23,29 @@ from .events import (
 )
 from .venues import DEFAULT_TIERS, VENUES, get_venue, register_venue
 
+# [evaluate] the names shadow the submodules heatcore.replay / heatcore.evaluate on purpose
+from .replay import replay  # noqa: E402
+from .evaluate import EvaluationReport, evaluate  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_TIERS",
     "EVENT_DTYPE",
+    "EvaluationReport",
     "VENUES",
     "Engine",
     "EventsFormatError",
+    "Forecast",
     "HeatMap",
     "InputError",
     "__version__",
+    "evaluate",
     "events_from_records",
     "get_venue",
     "read_events",
     "read_events_by_symbol",
     "register_venue",
+    "replay",
     "write_events",
 ]

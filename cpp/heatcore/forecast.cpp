@@ -1,0 +1,298 @@
+#include "heatcore/forecast.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace heatcore {
+
+namespace {
+
+constexpr double kSecondsPerYear = 365.0 * 86400.0;
+
+// Brownian running maximum: P(max_{[0,h]} W >= z sd(h)) = erfc(z / sqrt 2).
+double brownian_survival(double z) { return z <= 0.0 ? 1.0 : std::erfc(z / std::sqrt(2.0)); }
+
+// Discrete Laplace kernel normalised over all integer offsets.
+double laplace(double offset_bins, double scale_bins) {
+  return std::tanh(0.5 / scale_bins) * std::exp(-std::fabs(offset_bins) / scale_bins);
+}
+
+double shrink(double num, double den, double n, double n0, double prior) {
+  const double mle = den > 0.0 ? num / den : prior;
+  const double x = (n * mle + n0 * prior) / (n + n0);
+  return std::clamp(x, prior * 1e-4, prior * 1e4);
+}
+
+}  // namespace
+
+Forecaster::Forecaster(const ForecastConfig& cfg, std::size_t venues) : cfg_(cfg), venues_(venues) {
+  auto positive = [](double x) { return std::isfinite(x) && x > 0.0; };
+  if (!positive(cfg_.vol_tau_s) || !positive(cfg_.ref_horizon_s) || !positive(cfg_.checkpoint_every_s) ||
+      !positive(cfg_.burst_tau_s) || !positive(cfg_.em_every_s) || !positive(cfg_.em_tau_s) ||
+      !positive(cfg_.vol_prior_annual))
+    throw std::invalid_argument("forecast: time constants and the prior volatility must be positive");
+  if (!(cfg_.vol_min_dt_s >= 0.0) || !(cfg_.calib_prior_n > 0.0) || !(cfg_.em_prior_n > 0.0) ||
+      !(cfg_.calib_forget > 0.0 && cfg_.calib_forget <= 1.0) || !positive(cfg_.reach_prior) ||
+      !positive(cfg_.cont_prior) || !(cfg_.liq_anchor_after_s >= 0.0))
+    throw std::invalid_argument("forecast: invalid prior or forgetting setting");
+  var_rate_ = cfg_.vol_prior_annual * cfg_.vol_prior_annual / kSecondsPerYear;
+  for (auto& v : venues_)
+    for (int s = 0; s < 2; ++s) {
+      v.a[s] = cfg_.reach_prior;
+      v.b[s] = cfg_.cont_prior;
+    }
+  ring_.assign(kMaxCheckpoints, Checkpoint{});
+  calib_count_.assign(kCalibBins + 1, 0.0);
+  calib_prior_.assign(kCalibBins + 1, 0.0);
+  for (int k = 0; k < kCalibBins; ++k)
+    calib_prior_[k] = cfg_.calib_prior_n *
+                      (brownian_survival(k * kCalibDz) - brownian_survival((k + 1) * kCalibDz));
+  calib_prior_[kCalibBins] = cfg_.calib_prior_n * brownian_survival(kCalibBins * kCalibDz);
+  surv_.assign(kCalibBins + 1, 0.0);
+  rebuild_survival();
+}
+
+void Forecaster::rebuild_survival() {
+  double total = 0.0;
+  for (int k = 0; k <= kCalibBins; ++k) total += calib_count_[k] + calib_prior_[k];
+  double tail = 0.0;
+  for (int k = kCalibBins; k >= 0; --k) {
+    tail += calib_count_[k] + calib_prior_[k];
+    surv_[k] = tail / total;
+  }
+}
+
+double Forecaster::survival(double z) const noexcept {
+  if (!(z > 0.0)) return 1.0;
+  const double u = z / kCalibDz;
+  if (u >= kCalibBins) {
+    // Beyond the histogram: the overflow mass, thinning exponentially.
+    return surv_[kCalibBins] * std::exp(-2.0 * (z - kCalibBins * kCalibDz));
+  }
+  const auto k = static_cast<int>(u);
+  const double f = u - k;
+  // Geometric interpolation: survival falls roughly exponentially across a bin.
+  const double next = surv_[k + 1 <= kCalibBins ? k + 1 : kCalibBins];
+  if (next > 0.0 && surv_[k] > 0.0) return surv_[k] * std::pow(next / surv_[k], f);
+  return surv_[k] * (1.0 - f) + next * f;
+}
+
+double Forecaster::sigma(double horizon_s) const noexcept {
+  return std::sqrt(var_rate_ * std::max(horizon_s, 0.0));
+}
+
+double Forecaster::reach(double log_distance, double horizon_s) const noexcept {
+  const double sd = sigma(horizon_s);
+  if (!(sd > 0.0)) return log_distance <= 0.0 ? 1.0 : 0.0;
+  return survival(std::fabs(log_distance) / sd);
+}
+
+double Forecaster::anchor_price() const noexcept {
+  if (last_liq_price_ > 0.0 &&
+      (last_price_ <= 0.0 || last_liq_ts_ - last_price_ts_ > cfg_.liq_anchor_after_s))
+    return last_liq_price_;
+  return last_price_;
+}
+
+void Forecaster::finish_checkpoint(const Checkpoint& c, double age_s) {
+  const double sd = c.sd * std::sqrt(std::max(age_s, 1.0));
+  if (!(sd > 0.0)) return;
+  for (double& x : calib_count_) x *= cfg_.calib_forget;
+  for (double move : {c.up, c.down}) {
+    const double z = move / sd;
+    const int k = std::min(kCalibBins, static_cast<int>(std::max(z, 0.0) / kCalibDz));
+    calib_count_[k] += 1.0;
+  }
+  calib_n_ = 0.0;
+  for (double x : calib_count_) calib_n_ += x;
+  rebuild_survival();
+}
+
+void Forecaster::on_price(std::int64_t ts_ms, double price) {
+  const double t = static_cast<double>(ts_ms) * 1e-3;
+  const double lp = std::log(price);
+  now_s_ = std::max(now_s_, t);
+  // Realised variance rate: returns over at least vol_min_dt_s, so that venue
+  // basis and tick noise between near-simultaneous updates do not read as volatility.
+  if (!have_sample_) {
+    sample_ts_ = t;
+    sample_log_p_ = lp;
+    have_sample_ = true;
+  } else if (t - sample_ts_ >= std::max(cfg_.vol_min_dt_s, 1e-3)) {
+    const double r = std::clamp(lp - sample_log_p_, -std::log(2.0), std::log(2.0));
+    const double dt = t - sample_ts_;
+    const double alpha = 1.0 - std::exp(-dt / cfg_.vol_tau_s);
+    var_rate_ = (1.0 - alpha) * var_rate_ + alpha * (r * r / dt);
+    // A flat feed must not collapse sigma to zero: keep 1 % of the prior.
+    const double floor = 1e-4 * cfg_.vol_prior_annual * cfg_.vol_prior_annual / kSecondsPerYear;
+    var_rate_ = std::max(var_rate_, floor);
+    sample_ts_ = t;
+    sample_log_p_ = lp;
+  }
+  // Reach recalibration: extend every open checkpoint's excursions, then close
+  // the ones that have lived a reference horizon.
+  if (cfg_.learn) {
+    for (int i = 0; i < ring_size_; ++i) {
+      Checkpoint& c = ring_[(ring_head_ + i) % kMaxCheckpoints];
+      c.up = std::max(c.up, lp - c.log_p);
+      c.down = std::max(c.down, c.log_p - lp);
+    }
+    while (ring_size_ > 0) {
+      const Checkpoint& c = ring_[ring_head_];
+      const double age = t - c.ts;
+      if (age < cfg_.ref_horizon_s) break;
+      finish_checkpoint(c, age);
+      ring_head_ = (ring_head_ + 1) % kMaxCheckpoints;
+      --ring_size_;
+    }
+    if (t - last_checkpoint_ts_ >= cfg_.checkpoint_every_s && ring_size_ < kMaxCheckpoints) {
+      ring_[(ring_head_ + ring_size_) % kMaxCheckpoints] = Checkpoint{t, lp, std::sqrt(var_rate_), 0.0, 0.0};
+      ++ring_size_;
+      last_checkpoint_ts_ = t;
+    }
+  }
+  last_price_ = price;
+  last_price_ts_ = t;
+}
+
+void Forecaster::advance_burst(VenueForecastState& v, int s, double t, double tau) {
+  const double dt = t - v.burst_ts[s];
+  if (dt <= 0.0) return;
+  const double decay = std::exp(-dt / tau);
+  // Integral of the continuation intensity R(u)/tau over (burst_ts, t]: the EM's exposure for b.
+  v.den_cont[s] += v.burst[s] * (1.0 - decay);
+  v.burst[s] *= decay;
+  v.burst_ts[s] = t;
+}
+
+double Forecaster::cont_scale_bins(const VenueForecastState& v, int s, double horizon_s, double step) const {
+  const double age = std::max(0.0, now_s_ - v.anchor_ts[s]);
+  const double span = age + 0.5 * std::min(std::max(horizon_s, 0.0), cfg_.burst_tau_s);
+  const double scale = v.anchor[s] * std::sqrt(var_rate_ * span);
+  return std::max(1.0, scale / step);
+}
+
+void Forecaster::on_liquidation(std::size_t slot, Side side, std::int64_t ts_ms, double price,
+                                double notional_usd, double step) {
+  VenueForecastState& v = venues_.at(slot);
+  const int s = side_index(side);
+  const double t = static_cast<double>(ts_ms) * 1e-3;
+  now_s_ = std::max(now_s_, t);
+  advance_burst(v, s, t, cfg_.burst_tau_s);
+  // Intensities (USD per second per bin) of the two parts at the event's bin, from
+  // the state before the event (the map part as of the last refresh).
+  const double h = cfg_.ref_horizon_s;
+  const auto k = static_cast<std::int64_t>(std::llround(price / step));
+  const auto& lag = v.lagged[s];
+  const std::int64_t i = k - v.lagged_k0[s];
+  const double lam_map = (i >= 0 && i < static_cast<std::int64_t>(lag.size()))
+                             ? v.a[s] * lag[static_cast<std::size_t>(i)] : 0.0;
+  double lam_cont = 0.0;
+  if (v.anchor[s] > 0.0 && v.burst[s] > 0.0) {
+    const double sb = cont_scale_bins(v, s, h, step);
+    const double off = std::round(price / step) - std::round(v.anchor[s] / step);
+    lam_cont = v.b[s] * v.burst[s] / cfg_.burst_tau_s * laplace(off, sb);
+  }
+  const double tot = lam_map + lam_cont;
+  if (!(tot > 0.0)) {
+    ++v.unexplained[s];
+  } else if (cfg_.learn) {
+    const double r_map = lam_map / tot;
+    v.num_map[s] += notional_usd * r_map;
+    v.num_cont[s] += notional_usd * (1.0 - r_map);
+  }
+  if (cfg_.learn) v.events[s] += 1.0;
+  v.burst[s] += notional_usd;
+  v.anchor[s] = price;
+  v.anchor_ts[s] = t;
+  last_liq_price_ = price;
+  last_liq_ts_ = t;
+}
+
+void Forecaster::lag_map(const PriceGrid& g, const SideBook& book, VenueForecastState& v, int s) const {
+  auto& lag = v.lagged[s];
+  lag.clear();  // keeps capacity: no allocation once the window size has been seen
+  v.map_rate[s] = 0.0;
+  const double p0 = anchor_price();
+  if (!(p0 > 0.0) || g.n == 0) return;
+  const double h = cfg_.ref_horizon_s;
+  // Beyond z = 12 the calibrated survival is negligible.
+  const double dmax = 12.0 * sigma(h) + 1e-12;
+  const std::int64_t lo = std::max<std::int64_t>({g.k0, std::int64_t{1},
+      static_cast<std::int64_t>(std::floor(p0 * std::exp(-dmax) / g.step))});
+  const std::int64_t hi = std::min<std::int64_t>(g.k0 + g.n - 1,
+      static_cast<std::int64_t>(std::ceil(p0 * std::exp(dmax) / g.step)));
+  if (hi < lo) return;
+  const auto& map = book.map();
+  v.lagged_k0[s] = lo;
+  double sum = 0.0;
+  for (std::int64_t k = lo; k <= hi; ++k) {
+    const double m = map[static_cast<std::size_t>(k - g.k0)];
+    const double w = m > 0.0 ? m * reach(std::log(static_cast<double>(k) * g.step / p0), h) / h : 0.0;
+    lag.push_back(w);
+    sum += w;
+  }
+  v.map_rate[s] = sum;
+}
+
+void Forecaster::begin_refresh(std::int64_t ts_ms) {
+  const double t = static_cast<double>(ts_ms) * 1e-3;
+  now_s_ = std::max(now_s_, t);
+  if (refreshed_ && t > refresh_ts_) {
+    const double dt = t - refresh_ts_;
+    const double f = std::exp(-dt / cfg_.em_tau_s);
+    for (auto& v : venues_)
+      for (int s = 0; s < 2; ++s) {
+        v.den_map[s] += v.map_rate[s] * dt;
+        advance_burst(v, s, t, cfg_.burst_tau_s);
+        v.num_map[s] *= f;
+        v.den_map[s] *= f;
+        v.num_cont[s] *= f;
+        v.den_cont[s] *= f;
+        v.events[s] *= f;
+      }
+  }
+  refresh_ts_ = t;
+  refreshed_ = true;
+  next_refresh_ms_ = ts_ms + static_cast<std::int64_t>(cfg_.em_every_s * 1000.0);
+}
+
+void Forecaster::end_refresh() {
+  if (!cfg_.learn) return;
+  for (auto& v : venues_)
+    for (int s = 0; s < 2; ++s) {
+      v.a[s] = shrink(v.num_map[s], v.den_map[s], v.events[s], cfg_.em_prior_n, cfg_.reach_prior);
+      v.b[s] = shrink(v.num_cont[s], v.den_cont[s], v.events[s], cfg_.em_prior_n, cfg_.cont_prior);
+    }
+}
+
+void Forecaster::fill_reach(double step, double horizon_s, std::int64_t k_lo, std::int64_t n, double* out) const {
+  const double p0 = anchor_price();
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t k = k_lo + i;
+    out[i] = (p0 > 0.0 && k > 0) ? reach(std::log(static_cast<double>(k) * step / p0), horizon_s) : 0.0;
+  }
+}
+
+void Forecaster::add_venue(const PriceGrid& g, const SideBook& book, std::size_t vi, int s, double horizon_s,
+                           std::int64_t k_lo, std::int64_t n, const double* reach_w, double* out) const {
+  const VenueForecastState& v = venues_[vi];
+  // Exposure reached within the horizon.
+  const auto& map = book.map();
+  const std::int64_t lo = std::max(k_lo, g.k0), hi = std::min(k_lo + n, g.k0 + g.n);
+  for (std::int64_t k = lo; k < hi; ++k)
+    out[k - k_lo] += v.a[s] * map[static_cast<std::size_t>(k - g.k0)] * reach_w[k - k_lo];
+  // Continuation: the burst's expected remaining notional over the horizon.
+  if (!(v.anchor[s] > 0.0) || !(v.burst[s] > 0.0)) return;
+  const double tau = cfg_.burst_tau_s;
+  const double burst_now = v.burst[s] * std::exp(-std::max(0.0, now_s_ - v.burst_ts[s]) / tau);
+  const double mass = v.b[s] * burst_now * (1.0 - std::exp(-std::max(horizon_s, 0.0) / tau));
+  if (!(mass > 0.0)) return;
+  const double sb = cont_scale_bins(v, s, horizon_s, g.step);
+  const double ka = std::round(v.anchor[s] / g.step);
+  for (std::int64_t i = 0; i < n; ++i)
+    out[i] += mass * laplace(static_cast<double>(k_lo + i) - ka, sb);
+}
+
+}  // namespace heatcore

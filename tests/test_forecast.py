@@ -1,0 +1,107 @@
+"""The horizon forecast: reach model, continuation, per-venue sums."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import heatcore as hc
+
+
+def _walk(eng: hc.Engine, venue: str, n: int, sigma_step: float, *, seed: int = 0,
+          dt_ms: int = 60_000, p0: float = 100.0, t0: int = 0) -> float:
+    rng = np.random.default_rng(seed)
+    p = p0
+    for i in range(n):
+        p *= math.exp(rng.normal(0.0, sigma_step))
+        eng.update_price(venue, t0 + i * dt_ms, p)
+    return p
+
+
+def test_reach_is_brownian_without_calibration() -> None:
+    eng = hc.Engine("SOLUSDT", step=0.05, venues=["okx"])
+    eng.configure_forecast(learn=False)
+    _walk(eng, "okx", 600, 0.002)
+    f = eng.forecast(3600.0, window_pct=0.1)
+    z = np.abs(np.log(f.prices / f.price)) / f.sigma
+    expected = np.array([math.erfc(x / math.sqrt(2)) for x in z])
+    assert np.allclose(f.reach, expected, rtol=5e-3, atol=1e-12)
+    # realised volatility: 0.2 % per minute -> about 1.55 % per hour
+    assert f.sigma == pytest.approx(0.002 * math.sqrt(60), rel=0.25)
+
+
+def test_reach_calibration_learns_fat_tails() -> None:
+    """Jumps make large excursions far likelier than a Brownian law with the same
+    variance says; the calibrated survival must move toward the realised frequency."""
+    brown = hc.Engine("SOLUSDT", step=0.05, venues=["okx"])
+    jumpy = hc.Engine("SOLUSDT", step=0.05, venues=["okx"])
+    rng = np.random.default_rng(3)
+    p = q = 100.0
+    for i in range(20_000):
+        p *= math.exp(rng.normal(0.0, 0.001))
+        # same variance per step, but 1 in 200 steps carries almost all of it
+        q *= math.exp(rng.normal(0.0, 0.001 * math.sqrt(200)) if rng.random() < 1 / 200
+                      else rng.normal(0.0, 1e-5))
+        brown.update_price("okx", i * 60_000, p)
+        jumpy.update_price("okx", i * 60_000, q)
+    sb = brown.forecast_state()["survival_z"]
+    sj = jumpy.forecast_state()["survival_z"]
+    gauss = np.array([math.erfc(0.1 * i / math.sqrt(2)) for i in range(101)])
+    # Brownian path: calibrated law stays near the Brownian one (minute sampling lowers maxima)
+    assert abs(sb[10] - gauss[10]) < 0.12
+    assert sb[30] < 0.03
+    # Jump path: small moves rarer, big moves far likelier than Brownian
+    assert sj[5] < gauss[5] - 0.15
+    assert sj[30] > 3 * gauss[30]
+
+
+def test_continuation_sits_at_last_liquidation_and_decays() -> None:
+    eng = hc.Engine("SOLUSDT", step=0.05, venues=["okx"])
+    _walk(eng, "okx", 120, 0.0005)
+    eng.update_open_interest("okx", 119 * 60_000, 1e8)
+    t = 120 * 60_000
+    p = eng.heatmap().price
+    for i in range(20):
+        eng.on_liquidation("okx", t + i * 1000, "long", p * 0.999, 50_000.0)
+    f = eng.forecast(3600.0, window_pct=0.05)
+    k = int(np.argmax(f.long))
+    assert abs(f.prices[k] - p * 0.999) <= 0.05 + 1e-9
+    st = eng.forecast_state("okx")
+    assert st["burst_usd_long"] > 0
+    # No more events: the continuation decays with burst_tau_s (900 s).
+    late = eng.forecast(3600.0, window_pct=0.05)
+    eng.update_price("okx", t + 3 * 900_000, p)
+    after = eng.forecast(3600.0, window_pct=0.05)
+    peak_before = late.long[k]
+    assert after.long[k] < 0.2 * peak_before
+
+
+def test_forecast_all_venues_is_sum_of_venues() -> None:
+    eng = hc.Engine("BTCUSDT", step=50.0, venues=["binance", "okx", "bybit"])
+    _walk(eng, "binance", 100, 0.001, p0=90_000.0)
+    eng.update_open_interest("binance", 99 * 60_000, 5e9)
+    eng.update_open_interest("okx", 99 * 60_000, 2e9)
+    eng.on_liquidation("okx", 99 * 60_000 + 5, "short", 90_500.0, 1e5)
+    _walk(eng, "binance", 100, 0.001, p0=eng.heatmap().price, t0=100 * 60_000)
+    total = eng.forecast(3600.0)
+    parts = [eng.forecast(3600.0, v) for v in eng.venues]
+    assert np.allclose(total.long, sum(p.long for p in parts))
+    assert np.allclose(total.short, sum(p.short for p in parts))
+    assert total.long.sum() > 0 and total.short.sum() > 0
+    # Shorts liquidate above price, longs below: the exposure parts respect it.
+    assert total.long[total.prices > total.price * 1.01].sum() < 1e-6 * total.long.sum() + 1e-9
+
+
+def test_configure_forecast_validates() -> None:
+    eng = hc.Engine("BTCUSDT", step=50.0, venues=["okx"])
+    with pytest.raises(ValueError):
+        eng.configure_forecast(no_such_setting=1)
+    with pytest.raises(ValueError):
+        eng.configure_forecast(burst_tau_s=-1.0)
+    eng.update_price("okx", 0, 90_000.0)
+    with pytest.raises(ValueError):
+        eng.configure_forecast(burst_tau_s=600.0)
+    with pytest.raises(ValueError):
+        eng.forecast(-1.0)
