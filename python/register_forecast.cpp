@@ -26,11 +26,16 @@ void register_forecast(py::module_& m) {
       .def_readwrite("calib_forget", &hc::ForecastConfig::calib_forget)
       .def_readwrite("calib_prior_n", &hc::ForecastConfig::calib_prior_n)
       .def_readwrite("burst_tau_s", &hc::ForecastConfig::burst_tau_s)
+      .def_readwrite("base_tau_s", &hc::ForecastConfig::base_tau_s)
+      .def_readwrite("background_prior", &hc::ForecastConfig::background_prior)
       .def_readwrite("em_every_s", &hc::ForecastConfig::em_every_s)
       .def_readwrite("em_tau_s", &hc::ForecastConfig::em_tau_s)
       .def_readwrite("em_prior_n", &hc::ForecastConfig::em_prior_n)
       .def_readwrite("reach_prior", &hc::ForecastConfig::reach_prior)
       .def_readwrite("cont_prior", &hc::ForecastConfig::cont_prior)
+      .def_readwrite("offset_prior_n", &hc::ForecastConfig::offset_prior_n)
+      .def_readwrite("offset_prior_bins", &hc::ForecastConfig::offset_prior_bins)
+      .def_readwrite("offset_forget", &hc::ForecastConfig::offset_forget)
       .def_readwrite("liq_anchor_after_s", &hc::ForecastConfig::liq_anchor_after_s)
       .def_readwrite("learn", &hc::ForecastConfig::learn);
 
@@ -84,8 +89,11 @@ void register_forecast(py::module_& m) {
           const auto& v = f.venue(static_cast<std::size_t>(slot));
           return py::dict("reach_scale_long"_a = v.a[0], "reach_scale_short"_a = v.a[1],
                           "continuation_long"_a = v.b[0], "continuation_short"_a = v.b[1],
+                          "background_long"_a = v.c[0], "background_short"_a = v.c[1],
                           "burst_usd_long"_a = v.burst[0], "burst_usd_short"_a = v.burst[1],
                           "anchor_long"_a = v.anchor[0], "anchor_short"_a = v.anchor[1],
+                          "continuation_kernel_long"_a = py::array_t<double>(static_cast<py::ssize_t>(v.kernel[0].size()), v.kernel[0].data()),
+                          "continuation_kernel_short"_a = py::array_t<double>(static_cast<py::ssize_t>(v.kernel[1].size()), v.kernel[1].data()),
                           "events_long"_a = v.events[0], "events_short"_a = v.events[1],
                           "unexplained_long"_a = v.unexplained[0], "unexplained_short"_a = v.unexplained[1]);
         },

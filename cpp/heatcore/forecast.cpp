@@ -29,7 +29,7 @@ double shrink(double num, double den, double n, double n0, double prior) {
 Forecaster::Forecaster(const ForecastConfig& cfg, std::size_t venues) : cfg_(cfg), venues_(venues) {
   auto positive = [](double x) { return std::isfinite(x) && x > 0.0; };
   if (!positive(cfg_.vol_tau_s) || !positive(cfg_.ref_horizon_s) || !positive(cfg_.checkpoint_every_s) ||
-      !positive(cfg_.burst_tau_s) || !positive(cfg_.em_every_s) || !positive(cfg_.em_tau_s) ||
+      !positive(cfg_.burst_tau_s) || !positive(cfg_.base_tau_s) || !positive(cfg_.background_prior) || !positive(cfg_.em_every_s) || !positive(cfg_.em_tau_s) ||
       !positive(cfg_.vol_prior_annual))
     throw std::invalid_argument("forecast: time constants and the prior volatility must be positive");
   if (!(cfg_.vol_min_dt_s >= 0.0) || !(cfg_.calib_prior_n > 0.0) || !(cfg_.em_prior_n > 0.0) ||
@@ -41,6 +41,16 @@ Forecaster::Forecaster(const ForecastConfig& cfg, std::size_t venues) : cfg_(cfg
     for (int s = 0; s < 2; ++s) {
       v.a[s] = cfg_.reach_prior;
       v.b[s] = cfg_.cont_prior;
+      v.c[s] = cfg_.background_prior;
+    }
+  if (!positive(cfg_.offset_prior_n) || !positive(cfg_.offset_prior_bins) ||
+      !(cfg_.offset_forget > 0.0 && cfg_.offset_forget <= 1.0))
+    throw std::invalid_argument("forecast: invalid continuation kernel prior");
+  for (auto& v : venues_)
+    for (int s = 0; s < 2; ++s) {
+      v.offsets[s].assign(2 * kOffsetHalf + 1, 0.0);
+      v.kernel[s].assign(2 * kOffsetHalf + 1, 0.0);
+      rebuild_kernel(v, s);
     }
   ring_.assign(kMaxCheckpoints, Checkpoint{});
   calib_count_.assign(kCalibBins + 1, 0.0);
@@ -61,6 +71,14 @@ void Forecaster::rebuild_survival() {
     tail += calib_count_[k] + calib_prior_[k];
     surv_[k] = tail / total;
   }
+  mean_z_ = 0.0;
+  for (int k = 0; k < kCalibBins; ++k) mean_z_ += 0.5 * (surv_[k] + surv_[k + 1]) * kCalibDz;
+  mean_z_ += surv_[kCalibBins] * 0.5;  // the exponential tail beyond the histogram
+}
+
+double Forecaster::reach_norm(double price, double horizon_s, double step) const noexcept {
+  // sum_k reach(k) ~ 2 * integral_0^inf S(d / sd) dp / step with dp ~ p dd.
+  return std::max(1.0, 2.0 * price * sigma(horizon_s) * mean_z_ / step);
 }
 
 double Forecaster::survival(double z) const noexcept {
@@ -156,21 +174,63 @@ void Forecaster::on_price(std::int64_t ts_ms, double price) {
   last_price_ts_ = t;
 }
 
-void Forecaster::advance_burst(VenueForecastState& v, int s, double t, double tau) {
-  const double dt = t - v.burst_ts[s];
-  if (dt <= 0.0) return;
-  const double decay = std::exp(-dt / tau);
-  // Integral of the continuation intensity R(u)/tau over (burst_ts, t]: the EM's exposure for b.
-  v.den_cont[s] += v.burst[s] * (1.0 - decay);
-  v.burst[s] *= decay;
-  v.burst_ts[s] = t;
+void Forecaster::advance(VenueForecastState& v, int s, double t) const {
+  // Integrals of the continuation and background intensities, R/tau and B/tau_b,
+  // over (last update, t]: the EM's exposures for b and c.
+  if (t > v.burst_ts[s]) {
+    const double decay = std::exp(-(t - v.burst_ts[s]) / cfg_.burst_tau_s);
+    v.den_cont[s] += v.burst[s] * (1.0 - decay);
+    v.burst[s] *= decay;
+    v.burst_ts[s] = t;
+  }
+  if (t > v.base_ts[s]) {
+    const double decay = std::exp(-(t - v.base_ts[s]) / cfg_.base_tau_s);
+    v.den_bg[s] += v.base[s] * (1.0 - decay);
+    v.base[s] *= decay;
+    v.base_ts[s] = t;
+  }
 }
 
-double Forecaster::cont_scale_bins(const VenueForecastState& v, int s, double horizon_s, double step) const {
+void Forecaster::rebuild_kernel(VenueForecastState& v, int s) const {
+  auto& k = v.kernel[s];
+  const auto& c = v.offsets[s];
+  double tot = 0.0;
+  for (int j = -kOffsetHalf; j <= kOffsetHalf; ++j) {
+    const auto i = static_cast<std::size_t>(j + kOffsetHalf);
+    k[i] = c[i] + cfg_.offset_prior_n * laplace(j, cfg_.offset_prior_bins);
+    tot += k[i];
+  }
+  double m = 0.0, m2 = 0.0;
+  for (int j = -kOffsetHalf; j <= kOffsetHalf; ++j) {
+    const auto i = static_cast<std::size_t>(j + kOffsetHalf);
+    k[i] /= tot;
+    m += j * k[i];
+    m2 += static_cast<double>(j) * j * k[i];
+  }
+  v.kernel_mean[s] = m;
+  v.kernel_var[s] = std::max(m2 - m * m, 0.0);
+}
+
+double Forecaster::diffusion_bins(const VenueForecastState& v, int s, double step) const {
   const double age = std::max(0.0, now_s_ - v.anchor_ts[s]);
-  const double span = age + 0.5 * std::min(std::max(horizon_s, 0.0), cfg_.burst_tau_s);
-  const double scale = v.anchor[s] * std::sqrt(var_rate_ * span);
-  return std::max(1.0, scale / step);
+  return v.anchor[s] * std::sqrt(var_rate_ * age) / step;
+}
+
+double Forecaster::cont_kernel(const VenueForecastState& v, int s, double offset, double wide) const {
+  const auto& k = v.kernel[s];
+  if (wide < 0.5) {
+    const double j = std::round(offset);
+    return std::fabs(j) <= kOffsetHalf ? k[static_cast<std::size_t>(j + kOffsetHalf)] : 0.0;
+  }
+  if (wide > 8.0) {
+    // Diffusion dominates the learned detail: keep its first two moments.
+    const double sc = std::sqrt(wide * wide + 0.5 * v.kernel_var[s]);
+    return laplace(offset - std::round(v.kernel_mean[s]), sc);
+  }
+  double sum = 0.0;
+  for (int j = -kOffsetHalf; j <= kOffsetHalf; ++j)
+    sum += k[static_cast<std::size_t>(j + kOffsetHalf)] * laplace(offset - j, wide);
+  return sum;
 }
 
 void Forecaster::on_liquidation(std::size_t slot, Side side, std::int64_t ts_ms, double price,
@@ -179,7 +239,7 @@ void Forecaster::on_liquidation(std::size_t slot, Side side, std::int64_t ts_ms,
   const int s = side_index(side);
   const double t = static_cast<double>(ts_ms) * 1e-3;
   now_s_ = std::max(now_s_, t);
-  advance_burst(v, s, t, cfg_.burst_tau_s);
+  advance(v, s, t);
   // Intensities (USD per second per bin) of the two parts at the event's bin, from
   // the state before the event (the map part as of the last refresh).
   const double h = cfg_.ref_horizon_s;
@@ -189,21 +249,34 @@ void Forecaster::on_liquidation(std::size_t slot, Side side, std::int64_t ts_ms,
   const double lam_map = (i >= 0 && i < static_cast<std::int64_t>(lag.size()))
                              ? v.a[s] * lag[static_cast<std::size_t>(i)] : 0.0;
   double lam_cont = 0.0;
-  if (v.anchor[s] > 0.0 && v.burst[s] > 0.0) {
-    const double sb = cont_scale_bins(v, s, h, step);
-    const double off = std::round(price / step) - std::round(v.anchor[s] / step);
-    lam_cont = v.b[s] * v.burst[s] / cfg_.burst_tau_s * laplace(off, sb);
-  }
-  const double tot = lam_map + lam_cont;
+  const double off = std::round(price / step) - std::round(v.anchor[s] / step);
+  if (v.anchor[s] > 0.0 && v.burst[s] > 0.0)
+    lam_cont = v.b[s] * v.burst[s] / cfg_.burst_tau_s * cont_kernel(v, s, off, diffusion_bins(v, s, step));
+  double lam_bg = 0.0;
+  const double p0 = anchor_price();
+  if (v.base[s] > 0.0 && p0 > 0.0)
+    lam_bg = v.c[s] * v.base[s] / cfg_.base_tau_s * reach(std::log(price / p0), h) / reach_norm(p0, h, step);
+  const double tot = lam_map + lam_cont + lam_bg;
   if (!(tot > 0.0)) {
     ++v.unexplained[s];
   } else if (cfg_.learn) {
-    const double r_map = lam_map / tot;
-    v.num_map[s] += notional_usd * r_map;
-    v.num_cont[s] += notional_usd * (1.0 - r_map);
+    v.num_map[s] += notional_usd * lam_map / tot;
+    v.num_cont[s] += notional_usd * lam_cont / tot;
+    v.num_bg[s] += notional_usd * lam_bg / tot;
   }
-  if (cfg_.learn) v.events[s] += 1.0;
+  if (cfg_.learn) {
+    v.events[s] += 1.0;
+    // Where this event landed relative to the last one, if it plausibly continues it.
+    const double snap_off = std::round(price / step) - std::round(v.snap_anchor[s] / step);
+    if (v.snap_anchor[s] > 0.0 && t - v.snap_anchor_ts[s] <= cfg_.burst_tau_s &&
+        std::fabs(snap_off) <= kOffsetHalf) {
+      for (double& x : v.offsets[s]) x *= cfg_.offset_forget;
+      v.offsets[s][static_cast<std::size_t>(snap_off + kOffsetHalf)] += 1.0;
+      rebuild_kernel(v, s);
+    }
+  }
   v.burst[s] += notional_usd;
+  v.base[s] += notional_usd;
   v.anchor[s] = price;
   v.anchor_ts[s] = t;
   last_liq_price_ = price;
@@ -245,7 +318,7 @@ void Forecaster::begin_refresh(std::int64_t ts_ms) {
     for (auto& v : venues_)
       for (int s = 0; s < 2; ++s) {
         v.den_map[s] += v.map_rate[s] * dt;
-        advance_burst(v, s, t, cfg_.burst_tau_s);
+        advance(v, s, t);
         v.num_map[s] *= f;
         v.den_map[s] *= f;
         v.num_cont[s] *= f;
@@ -253,6 +326,11 @@ void Forecaster::begin_refresh(std::int64_t ts_ms) {
         v.events[s] *= f;
       }
   }
+  for (auto& v : venues_)
+    for (int s = 0; s < 2; ++s) {
+      v.snap_anchor[s] = v.anchor[s];
+      v.snap_anchor_ts[s] = v.anchor_ts[s];
+    }
   refresh_ts_ = t;
   refreshed_ = true;
   next_refresh_ms_ = ts_ms + static_cast<std::int64_t>(cfg_.em_every_s * 1000.0);
@@ -264,6 +342,7 @@ void Forecaster::end_refresh() {
     for (int s = 0; s < 2; ++s) {
       v.a[s] = shrink(v.num_map[s], v.den_map[s], v.events[s], cfg_.em_prior_n, cfg_.reach_prior);
       v.b[s] = shrink(v.num_cont[s], v.den_cont[s], v.events[s], cfg_.em_prior_n, cfg_.cont_prior);
+      v.c[s] = shrink(v.num_bg[s], v.den_bg[s], v.events[s], cfg_.em_prior_n, cfg_.background_prior);
     }
 }
 
@@ -283,16 +362,30 @@ void Forecaster::add_venue(const PriceGrid& g, const SideBook& book, std::size_t
   const std::int64_t lo = std::max(k_lo, g.k0), hi = std::min(k_lo + n, g.k0 + g.n);
   for (std::int64_t k = lo; k < hi; ++k)
     out[k - k_lo] += v.a[s] * map[static_cast<std::size_t>(k - g.k0)] * reach_w[k - k_lo];
+  // Background: spread like the distance-only map.
+  const double hz = std::max(horizon_s, 0.0);
+  const double p0 = anchor_price();
+  if (v.base[s] > 0.0 && p0 > 0.0) {
+    const double base_now = v.base[s] * std::exp(-std::max(0.0, now_s_ - v.base_ts[s]) / cfg_.base_tau_s);
+    const double mass = v.c[s] * base_now * (1.0 - std::exp(-hz / cfg_.base_tau_s));
+    const double norm = reach_norm(p0, horizon_s, g.step);
+    if (mass > 0.0)
+      for (std::int64_t i = 0; i < n; ++i) out[i] += mass * reach_w[i] / norm;
+  }
   // Continuation: the burst's expected remaining notional over the horizon.
   if (!(v.anchor[s] > 0.0) || !(v.burst[s] > 0.0)) return;
   const double tau = cfg_.burst_tau_s;
   const double burst_now = v.burst[s] * std::exp(-std::max(0.0, now_s_ - v.burst_ts[s]) / tau);
   const double mass = v.b[s] * burst_now * (1.0 - std::exp(-std::max(horizon_s, 0.0) / tau));
   if (!(mass > 0.0)) return;
-  const double sb = cont_scale_bins(v, s, horizon_s, g.step);
+  const double wide = diffusion_bins(v, s, g.step);
   const double ka = std::round(v.anchor[s] / g.step);
-  for (std::int64_t i = 0; i < n; ++i)
-    out[i] += mass * laplace(static_cast<double>(k_lo + i) - ka, sb);
+  // Beyond this many bins from the anchor the kernel is negligible.
+  const double reach_bins = kOffsetHalf + 40.0 * std::max(wide, 1.0) + std::sqrt(v.kernel_var[s]) * 10.0;
+  const std::int64_t i0 = std::max<std::int64_t>(0, static_cast<std::int64_t>(ka - reach_bins) - k_lo);
+  const std::int64_t i1 = std::min<std::int64_t>(n, static_cast<std::int64_t>(ka + reach_bins) - k_lo + 1);
+  for (std::int64_t i = i0; i < i1; ++i)
+    out[i] += mass * cont_kernel(v, s, static_cast<double>(k_lo + i) - ka, wide);
 }
 
 }  // namespace heatcore

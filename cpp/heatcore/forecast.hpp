@@ -8,6 +8,7 @@
 //
 //   F(x) = a[v][s] * H[v][s](x) * reach(x, h)                  (exposure reached)
 //        + b[v][s] * R[v][s] * (1 - exp(-h / tau)) * K(x)       (continuation)
+//        + c[v][s] * B[v][s] * (1 - exp(-h / tau_b)) * reach(x, h) / N(h)   (background)
 //
 //  * reach(x, h): probability that price touches x within h. Brownian running
 //    maximum, P(M >= z) = erfc(z / sqrt 2) with z = |ln(x / p)| / (sigma sqrt h),
@@ -21,12 +22,23 @@
 //  * R[v][s]: recent liquidation notional, decayed with time constant `burst_tau_s`;
 //    a self-exciting (Hawkes) term with exponential kernel: what a past event adds
 //    to the expected notional of the next h seconds is b * q * e^{-age/tau} * (1 - e^{-h/tau}).
-//  * K: discrete Laplace kernel around the venue/side's last liquidation price,
-//    scale sigma * sqrt(age + min(h, tau) / 2) in price, at least one bin.
-//  * a, b: per venue and side, fitted online by EM for a Poisson intensity
+//  * K: where liquidations land relative to the venue/side's last one, learned
+//    online: a decayed histogram of signed offsets in bins (+-kOffsetHalf) of
+//    events from the last liquidation before the latest refresh (so it covers
+//    the drift of a burst over up to `em_every_s`, the cadence at which the
+//    forecast is meant to be read), if that is at most `burst_tau_s` old, seeded with
+//    `offset_prior_n` pseudo-events of a discrete Laplace of `offset_prior_bins`.
+//    Real feeds have structure here (OKX reports bankruptcy prices: bursts
+//    alternate between levels a maintenance margin apart). When the last event
+//    is `age` old, K is widened by price diffusion since, a Laplace of scale
+//    sigma * sqrt(age) (exact convolution up to 8 bins, moments beyond).
+//  * B[v][s]: the same with a slow time constant `base_tau_s`, spread like the
+//    distance-only map (reach normalised over bins, N(h) = sum of reach): the
+//    liquidations the map cannot place, near wherever price goes.
+//  * a, b, c: per venue and side, fitted online by EM for a Poisson intensity
 //    mixture: each liquidation splits its notional between the two parts in
 //    proportion to their intensities at its price (the state just before it);
-//    a = sum(attributed to the map) / integral(map intensity dt), the same for b;
+//    a = sum(attributed to the map) / integral(map intensity dt), the same for b, c;
 //    statistics decay with `em_tau_s` and are shrunk toward the priors with
 //    `em_prior_n` pseudo-events. a absorbs what the map cannot know (sampled
 //    feeds, OI level); b is the branching ratio of the cascade term.
@@ -55,11 +67,16 @@ struct ForecastConfig {
   double calib_forget = 0.998;        // per finished checkpoint
   double calib_prior_n = 50.0;
   double burst_tau_s = 900.0;
+  double base_tau_s = 6 * 3600.0;
   double em_every_s = 60.0;           // map intensities are re-integrated on this clock
   double em_tau_s = 3 * 86400.0;
   double em_prior_n = 20.0;
   double reach_prior = 1.0;           // a before evidence
   double cont_prior = 0.5;            // b before evidence
+  double background_prior = 0.3;      // c before evidence
+  double offset_prior_n = 10.0;
+  double offset_prior_bins = 2.0;
+  double offset_forget = 0.999;       // per event
   double liq_anchor_after_s = 300.0;  // a price older than this yields to a later liquidation price
   bool learn = true;                  // false freezes sigma's calibration and a, b at their priors
 };
@@ -70,16 +87,27 @@ struct VenueForecastState {
   double burst_ts[2] = {0.0, 0.0};    // seconds
   double anchor[2] = {0.0, 0.0};      // last liquidation price (0 = none)
   double anchor_ts[2] = {0.0, 0.0};
+  double snap_anchor[2] = {0.0, 0.0};  // anchor as of the last refresh
+  double snap_anchor_ts[2] = {0.0, 0.0};
+  // background term, per side
+  double base[2] = {0.0, 0.0};        // B, USD, decayed to base_ts
+  double base_ts[2] = {0.0, 0.0};
   // EM statistics (decayed), per side
   double num_map[2] = {0.0, 0.0}, den_map[2] = {0.0, 0.0};
   double num_cont[2] = {0.0, 0.0}, den_cont[2] = {0.0, 0.0};
+  double num_bg[2] = {0.0, 0.0}, den_bg[2] = {0.0, 0.0};
   double events[2] = {0.0, 0.0};
   double map_rate[2] = {0.0, 0.0};    // a-free map intensity, USD/s, at the last refresh
   // a-free map intensity per bin (USD/s/bin) at the last refresh, bins lagged_k0 + i
   std::vector<double> lagged[2];
   std::int64_t lagged_k0[2] = {0, 0};
-  double a[2] = {1.0, 1.0}, b[2] = {0.5, 0.5};
-  std::uint64_t unexplained[2] = {0, 0};  // events neither part could explain
+  double a[2] = {1.0, 1.0}, b[2] = {0.5, 0.5}, c[2] = {0.3, 0.3};
+  std::uint64_t unexplained[2] = {0, 0};  // events no part could explain
+  // continuation kernel: offsets -kOffsetHalf..kOffsetHalf (bins), normalised, and
+  // its first two moments (for wide diffusion)
+  std::vector<double> offsets[2];
+  std::vector<double> kernel[2];
+  double kernel_mean[2] = {0.0, 0.0}, kernel_var[2] = {0.0, 0.0};
 };
 
 class Forecaster {
@@ -87,6 +115,7 @@ class Forecaster {
   static constexpr int kCalibBins = 200;        // z histogram, width kCalibDz
   static constexpr double kCalibDz = 0.05;
   static constexpr int kMaxCheckpoints = 64;
+  static constexpr int kOffsetHalf = 64;
 
   Forecaster() = default;
   Forecaster(const ForecastConfig& cfg, std::size_t venues);
@@ -143,9 +172,14 @@ class Forecaster {
   };
   void begin_refresh(std::int64_t ts_ms);
   void end_refresh();
-  static void advance_burst(VenueForecastState& v, int s, double t, double tau);
+  void advance(VenueForecastState& v, int s, double t) const;
+  // Sum of reach over bins (the distance-only map's normaliser), in bins.
+  double reach_norm(double price, double horizon_s, double step) const noexcept;
   void lag_map(const PriceGrid& g, const SideBook& book, VenueForecastState& v, int s) const;
-  double cont_scale_bins(const VenueForecastState& v, int s, double horizon_s, double step) const;
+  // Continuation kernel at `offset` bins from the anchor, widened by diffusion scale `wide` (bins).
+  double cont_kernel(const VenueForecastState& v, int s, double offset, double wide) const;
+  double diffusion_bins(const VenueForecastState& v, int s, double step) const;
+  void rebuild_kernel(VenueForecastState& v, int s) const;
   void fill_reach(double step, double horizon_s, std::int64_t k_lo, std::int64_t n, double* out) const;
   void add_venue(const PriceGrid& g, const SideBook& book, std::size_t v, int s, double horizon_s,
                  std::int64_t k_lo, std::int64_t n, const double* reach, double* out) const;
@@ -169,6 +203,7 @@ class Forecaster {
   std::vector<double> calib_prior_;   // Brownian pseudo-observations, same bins
   std::vector<double> surv_;          // survival at bin edges, kCalibBins + 1
   double calib_n_ = 0.0;
+  double mean_z_ = 0.0;               // integral of the survival: E[z]
   // EM clock
   std::int64_t next_refresh_ms_ = std::numeric_limits<std::int64_t>::min();
   double refresh_ts_ = 0.0;

@@ -56,6 +56,7 @@ from .replay import (
     OIProxy,
     Progress,
     add_oi_proxy,
+    as_events,
     build_engine,
     default_step,
     group_by_asset,
@@ -304,8 +305,7 @@ def evaluate(events: np.ndarray, symbol: str = "BTCUSDT", step: float | None = N
     -------
     EvaluationReport
     """
-    if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE:
-        raise TypeError("events must be a numpy array of dtype heatcore.EVENT_DTYPE")
+    events = as_events(events)
     if events.size > 1 and np.any(np.diff(events["ts"]) < 0):
         raise ValueError("events must be time-ordered")
     horizon_s = float(horizon_s)

@@ -31,6 +31,7 @@ __all__ = [
     "ReplayResult",
     "Snapshot",
     "add_oi_proxy",
+    "as_events",
     "build_engine",
     "concat_events",
     "default_step",
@@ -44,6 +45,19 @@ __all__ = [
 PROXY_OI_USD = 1e8
 PROXY_TURNOVER_S = 86400.0
 PROXY_EVERY_S = 900.0
+
+
+def as_events(events: Any) -> np.ndarray:
+    """``events`` as a C-contiguous EVENT_DTYPE array. Structured arrays with the same
+    field names (e.g. packed by ``np.concatenate``) are converted; anything else is
+    a TypeError."""
+    if not isinstance(events, np.ndarray) or events.dtype.names is None:
+        raise TypeError("events must be a numpy array of dtype heatcore.EVENT_DTYPE")
+    if events.dtype != EVENT_DTYPE:
+        if tuple(events.dtype.names) != tuple(EVENT_DTYPE.names):
+            raise TypeError("events must be a numpy array of dtype heatcore.EVENT_DTYPE")
+        events = events.astype(EVENT_DTYPE)
+    return np.ascontiguousarray(events)
 
 
 def concat_events(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -322,8 +336,7 @@ def iter_replay(events: np.ndarray, engine: Engine | None = None, *,
     counts : dict, optional
         Receives the ingest counters, summed over the run.
     """
-    if events.dtype != EVENT_DTYPE:
-        raise TypeError("events must have dtype heatcore.EVENT_DTYPE")
+    events = as_events(events)
     if engine is None:
         engine = build_engine(events, **build)
     elif build:
@@ -391,6 +404,7 @@ def replay(events: np.ndarray, engine: Engine | None = None, *, every: Union[flo
     if isinstance(events, (str, os.PathLike)):
         from .events import read_events
         events = read_events(events)
+    events = as_events(events)
     if oi_proxy not in ("auto", "turnover", "none"):
         raise ValueError("oi_proxy must be 'auto', 'turnover' or 'none'")
     stream, proxy = add_oi_proxy(events, method="none" if oi_proxy == "none" else "turnover")
