@@ -44,14 +44,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 import numpy as np
 
 from .engine import Engine
-from .events import EVENT_DTYPE, KIND_LIQUIDATION, KIND_OI, KIND_PRICE
+from .events import KIND_LIQUIDATION, KIND_OI, KIND_PRICE
 from .replay import (
     OIProxy,
     Progress,
@@ -62,7 +62,7 @@ from .replay import (
     group_by_asset,
     parse_seconds,
 )
-from .venues import venue_name
+from .venues import venue_id, venue_name
 
 __all__ = [
     "MODELS",
@@ -71,6 +71,7 @@ __all__ = [
     "daily_volume_check",
     "evaluate",
     "evaluate_file",
+    "pre_event_forecasts",
     "register_cli",
 ]
 
@@ -138,6 +139,7 @@ class EvaluationReport:
     mixes: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     tiers: list[float] = field(default_factory=list)
     learner_active: bool = False
+    event_scores: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable): overall scores, ``per_venue``, settings."""
@@ -169,10 +171,12 @@ class EvaluationReport:
             "|---|---:|---:|",
         ]
         for m in MODELS:
-            lines.append(f"| {m} | {_fmt(o[f'loglik_{m}'])} | {_fmt(o[f'top_decile_precision_{m}'])} |")
+            ll, top = o[f"loglik_{m}"], o[f"top_decile_precision_{m}"]
+            lines.append(f"| {m} | {_fmt(ll)} | {_fmt(top)} |")
+        brier = ("n/a (no cascade forecast yet)" if o["cascade_brier"] is None
+                 else _fmt(o["cascade_brier"]))
         lines += ["", f"unexplained rate {_fmt(o['unexplained_rate'])}; window coverage "
-                  f"{_fmt(o['window_coverage'])}; cascade Brier: "
-                  f"{'n/a (no cascade forecast yet)' if o['cascade_brier'] is None else _fmt(o['cascade_brier'])}."]
+                  f"{_fmt(o['window_coverage'])}; cascade Brier: {brier}."]
         if not self.learner_active:
             lines.append("The learner has not landed: the learned engine equals the static one.")
         if len(self.per_venue) > 1 or (self.per_venue and o["n_liquidations"] == 0):
@@ -180,9 +184,9 @@ class EvaluationReport:
                       "top10 learned | top10 static | top10 near | top10 uniform |",
                       "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
             for v, d in sorted(self.per_venue.items()):
-                lines.append(f"| {v} | {d['n_liquidations']:,} | "
-                             + " | ".join(_fmt(d[f"loglik_{m}"]) for m in MODELS) + " | "
-                             + " | ".join(_fmt(d[f"top_decile_precision_{m}"]) for m in MODELS) + " |")
+                cells = [_fmt(d[f"loglik_{m}"]) for m in MODELS]
+                cells += [_fmt(d[f"top_decile_precision_{m}"]) for m in MODELS]
+                lines.append(f"| {v} | {d['n_liquidations']:,} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
     def plot(self, path: PathLike) -> list[str]:
@@ -266,7 +270,8 @@ def evaluate(events: np.ndarray, symbol: str = "BTCUSDT", step: float | None = N
              venues: Sequence[str] | None = None, oi_proxy: str = "auto",
              forecast: Mapping[str, Any] | None = None,
              engine_kwargs: Mapping[str, Any] | None = None,
-             progress: bool | None = None, per_venue: bool = True) -> EvaluationReport:
+             progress: bool | None = None, per_venue: bool = True,
+             keep_event_scores: bool = False) -> EvaluationReport:
     """Score the learned engine, the static engine, the distance-only map and the
     uniform map on the same stream, prequentially (see the module docstring).
 
@@ -300,121 +305,65 @@ def evaluate(events: np.ndarray, symbol: str = "BTCUSDT", step: float | None = N
         Progress bar on stderr (default: when it is a terminal).
     per_venue : bool
         Also score each venue's own forecast.
+    keep_event_scores : bool
+        Keep every liquidation's log-likelihood under each model
+        (``report.event_scores``, NaN for events before the first snapshot).
 
     Returns
     -------
     EvaluationReport
     """
-    events = as_events(events)
-    if events.size > 1 and np.any(np.diff(events["ts"]) < 0):
-        raise ValueError("events must be time-ordered")
-    horizon_s = float(horizon_s)
-    if not (horizon_s > 0):
-        raise ValueError("horizon_s must be positive")
-    every_ms = round(parse_seconds(every_s) * 1000)
-    dec_ms = round(parse_seconds(decile_every_s) * 1000)
-    if not (0.0 <= floor < 1.0):
-        raise ValueError("floor must be in [0, 1)")
-    wpct = _window_pct(horizon_s) if window_pct is None else float(window_pct)
-    if not (0 < wpct < 1):
-        raise ValueError("window_pct must be in (0, 1)")
-    if step is None:
-        px = events["price"][(events["price"] > 0) & (events["kind"] != KIND_OI)]
-        if px.size == 0:
-            raise ValueError("the stream has no prices: pass step=")
-        step = default_step(float(px[0]))
-    step = float(step)
-    if oi_proxy not in ("auto", "turnover", "none"):
-        raise ValueError("oi_proxy must be 'auto', 'turnover' or 'none'")
-    stream, proxy = add_oi_proxy(events, method="none" if oi_proxy == "none" else "turnover")
-    kw = dict(engine_kwargs or {})
-    learned = build_engine(events, symbol=symbol, step=step, venues=venues, learn=True,
-                           forecast=forecast, **kw)
-    static = build_engine(events, symbol=symbol, step=step, venues=venues, learn=False,
-                          forecast=forecast, **kw)
-    names = learned.venues
-    slot_of = {n: i for i, n in enumerate(names)}
-
-    ts = stream["ts"]
-    is_liq = stream["kind"] == KIND_LIQUIDATION
-    liq_idx = np.flatnonzero(is_liq)
-    liq = stream[liq_idx]
-    liq_ts = liq["ts"]
-    liq_venue_names = np.array([venue_name(int(c)) for c in np.unique(liq["venue"])])
-    scored_venues = [v for v in liq_venue_names.tolist() if v in slot_of] if per_venue else []
-    slots = [-1] + [slot_of[v] for v in scored_venues]
-    # Row of each liquidation's venue in the forecast array (0 = all venues; -1 = not scored).
-    vrow_by_code = {}
-    for i, v in enumerate(scored_venues):
-        from .venues import venue_id
-        vrow_by_code[venue_id(v)] = i + 1
-    liq_vrow = np.array([vrow_by_code.get(int(c), -1) for c in liq["venue"]], dtype=np.int64)
-    liq_side = np.where(liq["side"] == 1, 0, 1)
-    liq_q = liq["value"].astype(float)
-    liq_k = np.rint(liq["price"] / step).astype(np.int64)
-
+    run = _Run(events, symbol, step, horizon_s, every_s, decile_every_s, window_pct, floor,
+               venues, oi_proxy, forecast, engine_kwargs, per_venue)
+    stream, learned = run.stream, run.learned
+    liq_ts = run.liq_ts
+    every_ms, h_ms = run.every_ms, run.h_ms
+    scored_venues = run.scored_venues
     scores = {"all": _Score(), **{v: _Score() for v in scored_venues}}
-
+    ts = stream["ts"]
     if ts.size == 0:
         b_ll = np.zeros(0, dtype=np.int64)
+        b_dec = b_ll
     else:
-        b_ll = np.arange((int(ts[0]) // every_ms + 1) * every_ms, int(ts[-1]) + every_ms, every_ms,
-                         dtype=np.int64)
-    b_dec = (np.arange((int(ts[0]) // dec_ms + 1) * dec_ms, int(ts[-1]) + dec_ms, dec_ms,
-                       dtype=np.int64) if ts.size else np.zeros(0, dtype=np.int64))
+        b_ll = run.clock(every_ms)
+        b_dec = run.clock(run.dec_ms)
     # Only snapshots that score something are computed.
-    ll_lo = np.searchsorted(liq_ts, b_ll, side="left")
-    ll_hi = np.searchsorted(liq_ts, b_ll + every_ms, side="left")
-    b_ll = b_ll[ll_hi > ll_lo]
-    h_ms = round(horizon_s * 1000)
-    dec_lo = np.searchsorted(liq_ts, b_dec, side="left")
-    dec_hi = np.searchsorted(liq_ts, b_dec + h_ms, side="left")
-    b_dec = b_dec[dec_hi > dec_lo]
+    b_ll = b_ll[np.searchsorted(liq_ts, b_ll + every_ms) > np.searchsorted(liq_ts, b_ll)]
+    b_dec = b_dec[np.searchsorted(liq_ts, b_dec + h_ms) > np.searchsorted(liq_ts, b_dec)]
     bounds = np.union1d(b_ll, b_dec)
-    is_ll = np.isin(bounds, b_ll)
-    is_dec = np.isin(bounds, b_dec)
-    cuts = np.searchsorted(ts, bounds, side="left")
+    is_ll = set(b_ll.tolist())
+    is_dec = set(b_dec.tolist())
 
     # Timeline of log-lik gains over uniform (all venues), bucketed for plots.
-    bucket_ms = max(every_ms, int(max(3600.0, (ts[-1] - ts[0]) / 200.0 / 1000.0) * 1000) if ts.size else 1)
+    span_s = float(ts[-1] - ts[0]) / 1000.0 if ts.size else 0.0
+    bucket_ms = max(every_ms, int(max(3600.0, span_s / 200.0) * 1000))
     tl: dict[int, np.ndarray] = {}
-
+    event_ll = np.full((len(MODELS), liq_ts.size), np.nan) if keep_event_scores else None
     bar = Progress(stream.size, f"evaluate {symbol}", enabled=progress)
-    start = 0
-    for b, cut, do_ll, do_dec in zip(bounds.tolist(), cuts.tolist(), is_ll.tolist(), is_dec.tolist()):
-        if cut > start:
-            chunk = stream[start:cut]
-            learned.ingest(chunk)
-            static.ingest(chunk)
-            start = cut
-            bar.update(start)
-        anchor = float(learned.forecast_state()["anchor_price"])
-        if not (anchor > 0):
-            continue
-        k_lo = math.floor(anchor * (1 - wpct) / step)
-        k_hi = math.ceil(anchor * (1 + wpct) / step)
-        k_lo = max(k_lo, 1)
-        w = k_hi - k_lo + 1
-        f_l, reach = _forecast(learned, slots, horizon_s, k_lo, w)
-        f_s, _ = _forecast(static, slots, horizon_s, k_lo, w)
-        # (model, slot row, side, bin)
-        fc = np.stack([f_l, f_s, np.broadcast_to(reach, f_l.shape), np.ones_like(f_l)])
-        if do_ll:
+    for b, k_lo, w, fc in run.snapshots(bounds, bar):
+        if b in is_ll:
             lo = np.searchsorted(liq_ts, b, side="left")
             hi = np.searchsorted(liq_ts, b + every_ms, side="left")
             if hi > lo:
-                _score_loglik(fc, slice(lo, hi), k_lo, w, floor, liq_k, liq_side, liq_vrow,
-                              scores, scored_venues, tl, liq_ts, bucket_ms)
-        if do_dec:
+                ll = _score_loglik(fc, slice(lo, hi), k_lo, w, run.floor, run.liq_k, run.liq_side,
+                                   run.liq_vrow, scores, scored_venues, tl, liq_ts, bucket_ms)
+                if event_ll is not None:
+                    event_ll[:, lo:hi] = ll
+        if b in is_dec:
             lo = np.searchsorted(liq_ts, b, side="left")
             hi = np.searchsorted(liq_ts, b + h_ms, side="left")
             if hi > lo:
-                _score_decile(fc, slice(lo, hi), k_lo, w, liq_k, liq_side, liq_vrow, liq_q,
-                              scores, scored_venues)
-    if start < stream.size:
-        learned.ingest(stream[start:])
-        static.ingest(stream[start:])
+                _score_decile(fc, slice(lo, hi), k_lo, w, run.liq_k, run.liq_side, run.liq_vrow,
+                              run.liq_q, scores, scored_venues)
+    run.finish()
     bar.close()
+    names = learned.venues
+    static = run.static
+    proxy = run.proxy
+    step = run.step
+    wpct = run.wpct
+    dec_ms = run.dec_ms
+    floor = run.floor
 
     # Unexplained events (learned engine's counters), overall and per venue.
     unexplained: dict[str, float | None] = {}
@@ -444,7 +393,135 @@ def evaluate(events: np.ndarray, symbol: str = "BTCUSDT", step: float | None = N
                             decile_every_s=dec_ms / 1000, window_pct=wpct, floor=floor,
                             oi_proxy=proxy, overall=overall, per_venue=pv, engine_state=state,
                             timeline=timeline, mixes=mixes, tiers=learned.tiers.tolist(),
-                            learner_active=_learner_active(learned, static))
+                            learner_active=_learner_active(learned, static),
+                            event_scores=None if event_ll is None else _event_table(run, event_ll))
+
+
+def _event_table(run: _Run, ll: np.ndarray) -> np.ndarray:
+    out = np.zeros(run.liq_ts.size, dtype=[("ts", "<i8"), ("venue", "<u2"), ("side", "i1"),
+                                             ("price", "<f8"), ("notional", "<f8")]
+                   + [(f"loglik_{m}", "<f8") for m in MODELS])
+    out["ts"] = run.liq_ts
+    out["venue"] = run.liq["venue"]
+    out["side"] = run.liq["side"]
+    out["price"] = run.liq["price"]
+    out["notional"] = run.liq["value"]
+    for i, m in enumerate(MODELS):
+        out[f"loglik_{m}"] = ll[i]
+    return out
+
+
+class _Run:
+    """The two engines reading one stream, and the forecasts read from them at
+    snapshot times (shared by :func:`evaluate` and :func:`pre_event_forecasts`)."""
+
+    def __init__(self, events: Any, symbol: str, step: float | None, horizon_s: float,
+                 every_s: float, decile_every_s: float, window_pct: float | None, floor: float,
+                 venues: Sequence[str] | None, oi_proxy: str, forecast: Mapping[str, Any] | None,
+                 engine_kwargs: Mapping[str, Any] | None, per_venue: bool) -> None:
+        events = as_events(events)
+        if events.size > 1 and np.any(np.diff(events["ts"]) < 0):
+            raise ValueError("events must be time-ordered")
+        self.horizon_s = float(horizon_s)
+        if not (self.horizon_s > 0):
+            raise ValueError("horizon_s must be positive")
+        self.every_ms = round(parse_seconds(every_s) * 1000)
+        self.dec_ms = round(parse_seconds(decile_every_s) * 1000)
+        self.h_ms = round(self.horizon_s * 1000)
+        if not (0.0 <= floor < 1.0):
+            raise ValueError("floor must be in [0, 1)")
+        self.floor = float(floor)
+        self.wpct = _window_pct(self.horizon_s) if window_pct is None else float(window_pct)
+        if not (0 < self.wpct < 1):
+            raise ValueError("window_pct must be in (0, 1)")
+        if step is None:
+            px = events["price"][(events["price"] > 0) & (events["kind"] != KIND_OI)]
+            if px.size == 0:
+                raise ValueError("the stream has no prices: pass step=")
+            step = default_step(float(px[0]))
+        self.step = float(step)
+        if oi_proxy not in ("auto", "turnover", "none"):
+            raise ValueError("oi_proxy must be 'auto', 'turnover' or 'none'")
+        self.stream, self.proxy = add_oi_proxy(
+            events, method="none" if oi_proxy == "none" else "turnover")
+        kw = dict(engine_kwargs or {})
+        self.learned = build_engine(events, symbol=symbol, step=self.step, venues=venues,
+                                    learn=True, forecast=forecast, **kw)
+        self.static = build_engine(events, symbol=symbol, step=self.step, venues=venues,
+                                   learn=False, forecast=forecast, **kw)
+        slot_of = {n: i for i, n in enumerate(self.learned.venues)}
+        liq = self.stream[self.stream["kind"] == KIND_LIQUIDATION]
+        self.liq = liq
+        self.liq_ts = liq["ts"]
+        present = [venue_name(int(c)) for c in np.unique(liq["venue"])]
+        self.scored_venues = [v for v in present if v in slot_of] if per_venue else []
+        self.slots = [-1] + [slot_of[v] for v in self.scored_venues]
+        # Row of each liquidation's venue in the forecast array (0 = all venues; -1 = none).
+        row_by_code = {venue_id(v): i + 1 for i, v in enumerate(self.scored_venues)}
+        self.liq_vrow = np.array([row_by_code.get(int(c), -1) for c in liq["venue"]],
+                                 dtype=np.int64)
+        self.liq_side = np.where(liq["side"] == 1, 0, 1)
+        self.liq_q = liq["value"].astype(float)
+        self.liq_k = np.rint(liq["price"] / self.step).astype(np.int64)
+        self._start = 0
+
+    def clock(self, every_ms: int) -> np.ndarray:
+        """Snapshot times: multiples of ``every_ms`` since the epoch over the stream."""
+        ts = self.stream["ts"]
+        return np.arange((int(ts[0]) // every_ms + 1) * every_ms, int(ts[-1]) + every_ms,
+                         every_ms, dtype=np.int64)
+
+    def snapshots(self, bounds: np.ndarray, bar: Progress | None = None
+                  ) -> Iterator[tuple[int, int, int, np.ndarray]]:
+        """For each time ``b`` in ``bounds`` (ascending): ingest every event with
+        ``ts < b`` into both engines, then yield ``(b, k_lo, w, fc)`` with ``fc`` the
+        forecasts ``(model, slot row, side, bin)`` on bins ``k_lo .. k_lo+w-1``."""
+        stream = self.stream
+        cuts = np.searchsorted(stream["ts"], bounds, side="left")
+        for b, cut in zip(bounds.tolist(), cuts.tolist()):
+            if cut > self._start:
+                chunk = stream[self._start:cut]
+                self.learned.ingest(chunk)
+                self.static.ingest(chunk)
+                self._start = cut
+                if bar is not None:
+                    bar.update(cut)
+            anchor = float(self.learned.forecast_state()["anchor_price"])
+            if not (anchor > 0):
+                continue
+            k_lo = max(math.floor(anchor * (1 - self.wpct) / self.step), 1)
+            w = math.ceil(anchor * (1 + self.wpct) / self.step) - k_lo + 1
+            f_l, reach = _forecast(self.learned, self.slots, self.horizon_s, k_lo, w)
+            f_s, _ = _forecast(self.static, self.slots, self.horizon_s, k_lo, w)
+            fc = np.stack([f_l, f_s, np.broadcast_to(reach, f_l.shape), np.ones_like(f_l)])
+            yield b, k_lo, w, fc
+
+    def finish(self) -> None:
+        """Ingest the rest of the stream."""
+        if self._start < self.stream.size:
+            rest = self.stream[self._start:]
+            self.learned.ingest(rest)
+            self.static.ingest(rest)
+            self._start = self.stream.size
+
+
+def pre_event_forecasts(events: np.ndarray, ts_ms: int, symbol: str = "BTCUSDT",
+                        step: float | None = None, horizon_s: float = 3600.0, *,
+                        every_s: float = 60.0, **kwargs: Any) -> tuple[int, int, np.ndarray]:
+    """The forecasts :func:`evaluate` scores a liquidation at ``ts_ms`` against:
+    ``(snapshot_ts, k_lo, fc)`` with ``fc[model, slot row, side, bin]`` (models in
+    :data:`MODELS` order, row 0 = all venues). Same arguments as :func:`evaluate`."""
+    run = _Run(events, symbol, step, horizon_s, every_s, kwargs.pop("decile_every_s", 300.0),
+               kwargs.pop("window_pct", None), kwargs.pop("floor", LOGLIK_FLOOR),
+               kwargs.pop("venues", None), kwargs.pop("oi_proxy", "auto"),
+               kwargs.pop("forecast", None), kwargs.pop("engine_kwargs", None),
+               kwargs.pop("per_venue", True))
+    if kwargs:
+        raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
+    b = (int(ts_ms) // run.every_ms) * run.every_ms
+    for snap_ts, k_lo, _, fc in run.snapshots(np.array([b], dtype=np.int64)):
+        return snap_ts, k_lo, fc
+    raise ValueError("no price before that time: nothing to forecast from")
 
 
 def _learner_active(learned: Engine, static: Engine) -> bool:
@@ -467,8 +544,9 @@ def _forecast(eng: Engine, slots: list[int], horizon_s: float, k_lo: int, w: int
 def _score_loglik(fc: np.ndarray, sel: slice, k_lo: int, w: int, floor: float, liq_k: np.ndarray,
                   liq_side: np.ndarray, liq_vrow: np.ndarray, scores: dict[str, _Score],
                   venues: list[str], tl: dict[int, np.ndarray], liq_ts: np.ndarray,
-                  bucket_ms: int) -> None:
+                  bucket_ms: int) -> np.ndarray:
     z = fc.sum(axis=-1)  # (model, row, side)
+    out = np.zeros((fc.shape[0], sel.stop - sel.start))
     b = liq_k[sel] - k_lo
     inside = (b >= 0) & (b < w)
     bi = np.clip(b, 0, w - 1)
@@ -489,10 +567,12 @@ def _score_loglik(fc: np.ndarray, sel: slice, k_lo: int, w: int, floor: float, l
         sc.n += int(m.sum())
         sc.ll += ll.sum(axis=1)
         if row == 0:
+            out = ll
             buckets = liq_ts[sel] // bucket_ms
             for bk in np.unique(buckets):
                 g = ll[:3, buckets == bk] - ll[3:4, buckets == bk]
                 tl[int(bk)] = tl.get(int(bk), np.zeros(3)) + g.sum(axis=1)
+    return out
 
 
 def _score_decile(fc: np.ndarray, sel: slice, k_lo: int, w: int, liq_k: np.ndarray,
@@ -680,9 +760,11 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--venue", help="one venue (default: all)")
     p.set_defaults(func=_cmd_replay)
 
-    e = subparsers.add_parser("evaluate", help="score the forecast against the stream's liquidations")
+    e = subparsers.add_parser("evaluate",
+                              help="score the forecast against the stream's liquidations")
     e.add_argument("file", help="normalized JSONL (.gz ok)")
-    e.add_argument("--symbol", help="only this asset/symbol (default: every asset with liquidations)")
+    e.add_argument("--symbol",
+                   help="only this asset/symbol (default: every asset with liquidations)")
     e.add_argument("--step", type=float, help="bin width (default ~0.05 %% of each asset's price)")
     e.add_argument("--horizon", default="1h", help="forecast horizon (e.g. 3600, 1h, 1d)")
     e.add_argument("--every", default="60", help="cadence of the log-likelihood snapshots")

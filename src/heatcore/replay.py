@@ -90,7 +90,7 @@ def parse_seconds(value: Union[float, int, str]) -> float:
     else:
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h|d)?\s*", str(value))
         if not m:
-            raise ValueError(f"cannot read a duration from {value!r} (e.g. 300, '5min', '1h', '1d')")
+            raise ValueError(f"cannot read a duration from {value!r} (e.g. 300, '5min', '1h')")
         mult = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}[m.group(2)]
         out = float(m.group(1)) * mult
     if not (math.isfinite(out) and out > 0):
