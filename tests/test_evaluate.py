@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from heatcore.evaluate import (
     pre_event_forecasts,
 )
 from heatcore.events import KIND_LIQUIDATION
+from heatcore.replay import as_events
 from heatcore.sim import simulate
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -31,7 +33,9 @@ VENUES = ("binance", "bybit", "okx", "hyperliquid")
 
 @pytest.fixture(scope="module")
 def market() -> hc.sim.SimResult:
-    return simulate(hours=8, seed=7, venues=VENUES)
+    res = simulate(hours=8, seed=7, venues=VENUES)
+    # the simulator's array may carry a packed copy of the dtype
+    return dataclasses.replace(res, events=as_events(res.events))
 
 
 @pytest.fixture(scope="module")
