@@ -1,6 +1,7 @@
 #include "prelude.hpp"
 
 #include <algorithm>
+#include <vector>
 
 #include "heatcore/engine.hpp"
 
@@ -63,12 +64,30 @@ void register_forecast(py::module_& m) {
           double* o = out.mutable_data();
           double* r = reach.mutable_data();
           {
-            // Reads only the engine's C++ state and the two fresh arrays; the Python
-            // layer holds the engine's lock, so nothing mutates the engine meanwhile.
+            // Reads only the engine's C++ state and the fresh arrays; the Python layer
+            // holds the engine's lock, so nothing mutates the engine meanwhile.
             py::gil_scoped_release release;
-            for (std::size_t i = 0; i < slots.size(); ++i) {
-              double* base = o + static_cast<std::ptrdiff_t>(i) * 2 * n;
-              e.forecast(slots[i], horizon_s, k_lo, n, base, base + n, r);
+            const bool want_all = std::find(slots.begin(), slots.end(), -1) != slots.end();
+            const auto un = static_cast<std::size_t>(n);
+            if (want_all && slots.size() > 1) {
+              // The sum over venues from per-venue forecasts computed once each.
+              const std::size_t nv = e.venue_count();
+              std::vector<double> per(nv * 2 * un);
+              std::vector<double> total(2 * un, 0.0);
+              for (std::size_t v = 0; v < nv; ++v) {
+                double* base = per.data() + v * 2 * un;
+                e.forecast(static_cast<int>(v), horizon_s, k_lo, n, base, base + un, r);
+                for (std::size_t i = 0; i < 2 * un; ++i) total[i] += base[i];
+              }
+              for (std::size_t i = 0; i < slots.size(); ++i) {
+                const double* src = slots[i] < 0 ? total.data() : per.data() + static_cast<std::size_t>(slots[i]) * 2 * un;
+                std::copy(src, src + 2 * un, o + i * 2 * un);
+              }
+            } else {
+              for (std::size_t i = 0; i < slots.size(); ++i) {
+                double* base = o + i * 2 * un;
+                e.forecast(slots[i], horizon_s, k_lo, n, base, base + un, r);
+              }
             }
           }
           return py::make_tuple(out, reach);

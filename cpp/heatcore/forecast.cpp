@@ -46,6 +46,10 @@ Forecaster::Forecaster(const ForecastConfig& cfg, std::size_t venues) : cfg_(cfg
   if (!positive(cfg_.offset_prior_n) || !positive(cfg_.offset_prior_bins) ||
       !(cfg_.offset_forget > 0.0 && cfg_.offset_forget <= 1.0))
     throw std::invalid_argument("forecast: invalid continuation kernel prior");
+  prior_kernel_.assign(2 * kOffsetHalf + 1, 0.0);
+  for (int j = -kOffsetHalf; j <= kOffsetHalf; ++j)
+    prior_kernel_[static_cast<std::size_t>(j + kOffsetHalf)] =
+        cfg_.offset_prior_n * laplace(j, cfg_.offset_prior_bins);
   for (auto& v : venues_)
     for (int s = 0; s < 2; ++s) {
       v.offsets[s].assign(2 * kOffsetHalf + 1, 0.0);
@@ -197,7 +201,7 @@ void Forecaster::rebuild_kernel(VenueForecastState& v, int s) const {
   double tot = 0.0;
   for (int j = -kOffsetHalf; j <= kOffsetHalf; ++j) {
     const auto i = static_cast<std::size_t>(j + kOffsetHalf);
-    k[i] = c[i] + cfg_.offset_prior_n * laplace(j, cfg_.offset_prior_bins);
+    k[i] = c[i] + prior_kernel_[i];
     tot += k[i];
   }
   double m = 0.0, m2 = 0.0;
@@ -227,10 +231,17 @@ double Forecaster::cont_kernel(const VenueForecastState& v, int s, double offset
     const double sc = std::sqrt(wide * wide + 0.5 * v.kernel_var[s]);
     return laplace(offset - std::round(v.kernel_mean[s]), sc);
   }
+  // One point of the convolution: powers of r = e^{-1/wide} outward from the offset.
+  const double r = std::exp(-1.0 / wide);
+  const auto o = static_cast<int>(std::lround(offset));
   double sum = 0.0;
-  for (int j = -kOffsetHalf; j <= kOffsetHalf; ++j)
-    sum += k[static_cast<std::size_t>(j + kOffsetHalf)] * laplace(offset - j, wide);
-  return sum;
+  const int j0 = std::min(o, kOffsetHalf);
+  double w = std::pow(r, o - j0);
+  for (int j = j0; j >= -kOffsetHalf; --j, w *= r) sum += k[static_cast<std::size_t>(j + kOffsetHalf)] * w;
+  const int j1 = std::max(o + 1, -kOffsetHalf);
+  w = std::pow(r, j1 - o);
+  for (int j = j1; j <= kOffsetHalf; ++j, w *= r) sum += k[static_cast<std::size_t>(j + kOffsetHalf)] * w;
+  return std::tanh(0.5 / wide) * sum;
 }
 
 void Forecaster::on_liquidation(std::size_t slot, Side side, std::int64_t ts_ms, double price,
@@ -287,30 +298,39 @@ void Forecaster::lag_map(const PriceGrid& g, const SideBook& book, VenueForecast
   auto& lag = v.lagged[s];
   lag.clear();  // keeps capacity: no allocation once the window size has been seen
   v.map_rate[s] = 0.0;
-  const double p0 = anchor_price();
-  if (!(p0 > 0.0) || g.n == 0) return;
-  const double h = cfg_.ref_horizon_s;
-  // Beyond z = 12 the calibrated survival is negligible.
-  const double dmax = 12.0 * sigma(h) + 1e-12;
-  const std::int64_t lo = std::max<std::int64_t>({g.k0, std::int64_t{1},
-      static_cast<std::int64_t>(std::floor(p0 * std::exp(-dmax) / g.step))});
-  const std::int64_t hi = std::min<std::int64_t>(g.k0 + g.n - 1,
-      static_cast<std::int64_t>(std::ceil(p0 * std::exp(dmax) / g.step)));
-  if (hi < lo) return;
-  const auto& map = book.map();
+  if (lag_reach_.empty() || g.n == 0) return;
+  const std::int64_t lo = std::max(lag_k0_, g.k0);
+  const std::int64_t hi = std::min(lag_k0_ + static_cast<std::int64_t>(lag_reach_.size()), g.k0 + g.n);
+  if (hi <= lo) return;
+  const double* map = book.map().data() + (lo - g.k0);
+  const double* rw = lag_reach_.data() + (lo - lag_k0_);
   v.lagged_k0[s] = lo;
   double sum = 0.0;
-  for (std::int64_t k = lo; k <= hi; ++k) {
-    const double m = map[static_cast<std::size_t>(k - g.k0)];
-    const double w = m > 0.0 ? m * reach(std::log(static_cast<double>(k) * g.step / p0), h) / h : 0.0;
+  for (std::int64_t i = 0; i < hi - lo; ++i) {
+    const double w = map[i] > 0.0 ? map[i] * rw[i] : 0.0;
     lag.push_back(w);
     sum += w;
   }
   v.map_rate[s] = sum;
 }
 
-void Forecaster::begin_refresh(std::int64_t ts_ms) {
+void Forecaster::begin_refresh(std::int64_t ts_ms, const PriceGrid& g) {
   const double t = static_cast<double>(ts_ms) * 1e-3;
+  // Reach from the current anchor over the reference horizon, shared by every venue.
+  lag_reach_.clear();
+  const double p0 = anchor_price();
+  if (p0 > 0.0 && g.n > 0) {
+    const double h = cfg_.ref_horizon_s;
+    // Beyond z = 12 the calibrated survival is negligible.
+    const double dmax = 12.0 * sigma(h) + 1e-12;
+    const std::int64_t lo = std::max<std::int64_t>({g.k0, std::int64_t{1},
+        static_cast<std::int64_t>(std::floor(p0 * std::exp(-dmax) / g.step))});
+    const std::int64_t hi = std::min<std::int64_t>(g.k0 + g.n - 1,
+        static_cast<std::int64_t>(std::ceil(p0 * std::exp(dmax) / g.step)));
+    lag_k0_ = lo;
+    for (std::int64_t k = lo; k <= hi; ++k)
+      lag_reach_.push_back(reach(std::log(static_cast<double>(k) * g.step / p0), h) / h);
+  }
   now_s_ = std::max(now_s_, t);
   if (refreshed_ && t > refresh_ts_) {
     const double dt = t - refresh_ts_;
@@ -379,13 +399,50 @@ void Forecaster::add_venue(const PriceGrid& g, const SideBook& book, std::size_t
   const double mass = v.b[s] * burst_now * (1.0 - std::exp(-std::max(horizon_s, 0.0) / tau));
   if (!(mass > 0.0)) return;
   const double wide = diffusion_bins(v, s, g.step);
-  const double ka = std::round(v.anchor[s] / g.step);
-  // Beyond this many bins from the anchor the kernel is negligible.
-  const double reach_bins = kOffsetHalf + 40.0 * std::max(wide, 1.0) + std::sqrt(v.kernel_var[s]) * 10.0;
-  const std::int64_t i0 = std::max<std::int64_t>(0, static_cast<std::int64_t>(ka - reach_bins) - k_lo);
-  const std::int64_t i1 = std::min<std::int64_t>(n, static_cast<std::int64_t>(ka + reach_bins) - k_lo + 1);
-  for (std::int64_t i = i0; i < i1; ++i)
-    out[i] += mass * cont_kernel(v, s, static_cast<double>(k_lo + i) - ka, wide);
+  const auto ka = static_cast<std::int64_t>(std::llround(v.anchor[s] / g.step));
+  const auto& kern = v.kernel[s];
+  if (wide < 0.5) {
+    const std::int64_t i0 = std::max<std::int64_t>(0, ka - kOffsetHalf - k_lo);
+    const std::int64_t i1 = std::min<std::int64_t>(n, ka + kOffsetHalf - k_lo + 1);
+    for (std::int64_t i = i0; i < i1; ++i)
+      out[i] += mass * kern[static_cast<std::size_t>(k_lo + i - ka + kOffsetHalf)];
+    return;
+  }
+  if (wide > 8.0) {
+    for (std::int64_t i = 0; i < n; ++i)
+      out[i] += mass * cont_kernel(v, s, static_cast<double>(k_lo + i - ka), wide);
+    return;
+  }
+  // Histogram convolved with a discrete Laplace in O(n): y = f + b - x with the
+  // forward and backward exponential filters f[i] = x[i] + r f[i-1] (and mirrored).
+  const double r = std::exp(-1.0 / wide);
+  const double norm = std::tanh(0.5 / wide);
+  const std::int64_t sup_lo = ka - kOffsetHalf, sup_hi = ka + kOffsetHalf;  // support of the histogram
+  const std::int64_t out_a = k_lo, out_b = k_lo + n - 1;                    // output bins
+  // Forward pass from the left edge of the support to the right end of the output.
+  double f = 0.0;
+  const std::int64_t start = std::min(sup_lo, out_a);
+  for (std::int64_t k = start; k <= out_b; ++k) {
+    const double x = (k >= sup_lo && k <= sup_hi) ? kern[static_cast<std::size_t>(k - sup_lo)] : 0.0;
+    f = x + r * f;
+    if (k >= out_a) out[k - k_lo] += mass * norm * f;
+    if (k > sup_hi && k < out_a) {  // jump the empty stretch before the output in one step
+      f *= std::pow(r, static_cast<double>(out_a - 1 - k));
+      k = out_a - 1;
+    }
+  }
+  double bk = 0.0;
+  const std::int64_t end = std::max(sup_hi, out_b);
+  for (std::int64_t k = end; k >= out_a; --k) {
+    const double x = (k >= sup_lo && k <= sup_hi) ? kern[static_cast<std::size_t>(k - sup_lo)] : 0.0;
+    bk = x + r * bk;
+    // f already counted x once: add the backward part without it
+    if (k <= out_b) out[k - k_lo] += mass * norm * (bk - x);
+    if (k < sup_lo && k > out_b) {
+      bk *= std::pow(r, static_cast<double>(k - (out_b + 1)));
+      k = out_b + 1;
+    }
+  }
 }
 
 }  // namespace heatcore

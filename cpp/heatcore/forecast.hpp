@@ -132,7 +132,7 @@ class Forecaster {
   // returns the SideBook; called by the engine on the `em_every_s` clock.
   template <class BookOf>
   void refresh(std::int64_t ts_ms, const PriceGrid& g, BookOf&& book_of) {
-    begin_refresh(ts_ms);
+    begin_refresh(ts_ms, g);
     for (std::size_t v = 0; v < venues_.size(); ++v)
       for (int s = 0; s < 2; ++s) lag_map(g, book_of(v, s), venues_[v], s);
     end_refresh();
@@ -170,7 +170,7 @@ class Forecaster {
   struct Checkpoint {
     double ts = 0.0, log_p = 0.0, sd = 0.0, up = 0.0, down = 0.0;
   };
-  void begin_refresh(std::int64_t ts_ms);
+  void begin_refresh(std::int64_t ts_ms, const PriceGrid& g);
   void end_refresh();
   void advance(VenueForecastState& v, int s, double t) const;
   // Sum of reach over bins (the distance-only map's normaliser), in bins.
@@ -203,6 +203,10 @@ class Forecaster {
   std::vector<double> calib_prior_;   // Brownian pseudo-observations, same bins
   std::vector<double> surv_;          // survival at bin edges, kCalibBins + 1
   double calib_n_ = 0.0;
+  std::vector<double> prior_kernel_;  // offset_prior_n * Laplace(offset_prior_bins), per offset
+  // reach(x, ref_horizon) / ref_horizon on bins lag_k0_ + i at the last refresh (all venues)
+  std::vector<double> lag_reach_;
+  std::int64_t lag_k0_ = 0;
   double mean_z_ = 0.0;               // integral of the survival: E[z]
   // EM clock
   std::int64_t next_refresh_ms_ = std::numeric_limits<std::int64_t>::min();

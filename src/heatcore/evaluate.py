@@ -464,6 +464,7 @@ class _Run:
         self.liq_q = liq["value"].astype(float)
         self.liq_k = np.rint(liq["price"] / self.step).astype(np.int64)
         self._start = 0
+        self._pool: Any = None
 
     def clock(self, every_ms: int) -> np.ndarray:
         """Snapshot times: multiples of ``every_ms`` since the epoch over the stream."""
@@ -480,9 +481,7 @@ class _Run:
         cuts = np.searchsorted(stream["ts"], bounds, side="left")
         for b, cut in zip(bounds.tolist(), cuts.tolist()):
             if cut > self._start:
-                chunk = stream[self._start:cut]
-                self.learned.ingest(chunk)
-                self.static.ingest(chunk)
+                self._ingest(stream[self._start:cut])
                 self._start = cut
                 if bar is not None:
                     bar.update(cut)
@@ -496,13 +495,28 @@ class _Run:
             fc = np.stack([f_l, f_s, np.broadcast_to(reach, f_l.shape), np.ones_like(f_l)])
             yield b, k_lo, w, fc
 
+    def _ingest(self, chunk: np.ndarray) -> None:
+        # The engines are independent and ingest releases the GIL: large chunks
+        # go to both at once.
+        if chunk.size >= 256:
+            from concurrent.futures import ThreadPoolExecutor
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1)
+            fut = self._pool.submit(self.static.ingest, chunk)
+            self.learned.ingest(chunk)
+            fut.result()
+        else:
+            self.learned.ingest(chunk)
+            self.static.ingest(chunk)
+
     def finish(self) -> None:
         """Ingest the rest of the stream."""
         if self._start < self.stream.size:
-            rest = self.stream[self._start:]
-            self.learned.ingest(rest)
-            self.static.ingest(rest)
+            self._ingest(self.stream[self._start:])
             self._start = self.stream.size
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 def pre_event_forecasts(events: np.ndarray, ts_ms: int, symbol: str = "BTCUSDT",

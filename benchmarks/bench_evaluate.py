@@ -1,0 +1,50 @@
+"""Evaluation speed on a one-million-event stream (22 venues, simulated).
+
+Run: PYTHONPATH=src python3 -m pytest benchmarks/bench_evaluate.py --benchmark-only
+The baseline in the same group is one plain ``Engine.ingest`` of the same stream:
+``evaluate`` runs two engines (learned, static) plus the forecast snapshots, so
+its ratio to the baseline is the price of scoring.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import heatcore as hc
+from heatcore.events import KIND_LIQUIDATION
+from heatcore.replay import as_events
+from heatcore.sim import simulate
+
+
+@pytest.fixture(scope="module")
+def stream() -> tuple[np.ndarray, float]:
+    res = simulate(hours=56, seed=5)
+    ev = as_events(res.events)
+    assert ev.size >= 1_000_000
+    return ev, res.step
+
+
+@pytest.mark.benchmark(group="evaluate-1M")
+def test_ingest_baseline(benchmark, stream) -> None:
+    ev, step = stream
+
+    def run() -> dict:
+        eng = hc.Engine("BTCUSDT", step)
+        return eng.ingest(ev)
+
+    counts = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert counts["liquidation"] == int(np.sum(ev["kind"] == KIND_LIQUIDATION))
+
+
+@pytest.mark.benchmark(group="evaluate-1M")
+def test_evaluate_1m(benchmark, stream) -> None:
+    ev, step = stream
+    rep = benchmark.pedantic(lambda: hc.evaluate(ev, symbol="BTCUSDT", step=step, progress=False),
+                             rounds=1, iterations=1)
+    d = rep.to_dict()
+    liq_ts = ev["ts"][ev["kind"] == KIND_LIQUIDATION]
+    first_snapshot = (int(ev["ts"][0]) // 60_000 + 1) * 60_000
+    assert d["n_liquidations"] == int(np.sum(liq_ts >= first_snapshot))
+    assert d["top_decile_precision_uniform"] == pytest.approx(0.1)
+    assert d["loglik_static"] > d["loglik_uniform"]
