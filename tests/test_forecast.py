@@ -105,3 +105,46 @@ def test_configure_forecast_validates() -> None:
         eng.configure_forecast(burst_tau_s=600.0)
     with pytest.raises(ValueError):
         eng.forecast(-1.0)
+
+
+def _hawkes_stream(branching: float, *, mu_per_h: float = 3.0, days: float = 6.0,
+                   tau: float = 900.0, seed: int = 0) -> np.ndarray:
+    """Long liquidations from a self-exciting process with known truth: immigrants
+    (rate mu) land near the current price, each event begets Poisson(branching)
+    children at its own price after Exp(tau) seconds."""
+    rng = np.random.default_rng(seed)
+    horizon = days * 86400.0
+    n_min = int(horizon / 60) + 2
+    logp = math.log(100.0) + np.cumsum(rng.normal(0.0, 0.001, n_min))
+    queue = [(t, 0.0) for t in rng.uniform(0, horizon, rng.poisson(mu_per_h * days * 24))]
+    events = []
+    while queue:
+        t, parent = queue.pop()
+        if t >= horizon:
+            continue
+        price = parent or math.exp(logp[int(t // 60)] + rng.normal(0.0, 0.004))
+        events.append((t, price))
+        queue += [(t + rng.exponential(tau), price) for _ in range(rng.poisson(branching))]
+    rows = [{"ts": i * 60_000, "venue": "okx", "kind": "price", "price": math.exp(logp[i])}
+            for i in range(n_min)]
+    rows += [{"ts": int(t * 1000), "venue": "okx", "kind": "liquidation", "side": "long",
+              "price": p, "notional_usd": 1000.0} for t, p in events]
+    rows.sort(key=lambda r: (r["ts"], r["kind"] != "price"))
+    return hc.events_from_records(rows)
+
+
+@pytest.mark.parametrize("branching", [0.3, 0.6])
+def test_em_recovers_branching_ratio_and_background(branching: float) -> None:
+    """Known truth: with no exposure map, the continuation scale b is the branching
+    ratio and the background scale c is 1 - branching (the immigrants' share)."""
+    eng = hc.Engine("SOLUSDT", step=0.05, venues=["okx"])
+    eng.ingest(_hawkes_stream(branching))
+    st = eng.forecast_state("okx")
+    assert st["continuation_long"] == pytest.approx(branching, abs=0.1)
+    assert st["background_long"] == pytest.approx(1 - branching, abs=0.12)
+    # frozen forecast learning keeps the priors
+    frozen = hc.Engine("SOLUSDT", step=0.05, venues=["okx"])
+    frozen.configure_forecast(learn=False)
+    frozen.ingest(_hawkes_stream(branching))
+    st0 = frozen.forecast_state("okx")
+    assert st0["continuation_long"] == 0.5 and st0["background_long"] == 0.3
