@@ -31,6 +31,7 @@ void register_forecast(py::module_& m) {
       .def_readwrite("background_prior", &hc::ForecastConfig::background_prior)
       .def_readwrite("em_every_s", &hc::ForecastConfig::em_every_s)
       .def_readwrite("em_tau_s", &hc::ForecastConfig::em_tau_s)
+      .def_readwrite("em_map_horizon_s", &hc::ForecastConfig::em_map_horizon_s)
       .def_readwrite("em_prior_n", &hc::ForecastConfig::em_prior_n)
       .def_readwrite("reach_prior", &hc::ForecastConfig::reach_prior)
       .def_readwrite("cont_prior", &hc::ForecastConfig::cont_prior)

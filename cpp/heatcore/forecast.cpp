@@ -28,7 +28,7 @@ double shrink(double num, double den, double n, double n0, double prior) {
 
 Forecaster::Forecaster(const ForecastConfig& cfg, std::size_t venues) : cfg_(cfg), venues_(venues) {
   auto positive = [](double x) { return std::isfinite(x) && x > 0.0; };
-  if (!positive(cfg_.vol_tau_s) || !positive(cfg_.ref_horizon_s) || !positive(cfg_.checkpoint_every_s) ||
+  if (!positive(cfg_.vol_tau_s) || !positive(cfg_.em_map_horizon_s) || !positive(cfg_.ref_horizon_s) || !positive(cfg_.checkpoint_every_s) ||
       !positive(cfg_.burst_tau_s) || !positive(cfg_.base_tau_s) || !positive(cfg_.background_prior) || !positive(cfg_.em_every_s) || !positive(cfg_.em_tau_s) ||
       !positive(cfg_.vol_prior_annual))
     throw std::invalid_argument("forecast: time constants and the prior volatility must be positive");
@@ -320,7 +320,7 @@ void Forecaster::begin_refresh(std::int64_t ts_ms, const PriceGrid& g) {
   lag_reach_.clear();
   const double p0 = anchor_price();
   if (p0 > 0.0 && g.n > 0) {
-    const double h = cfg_.ref_horizon_s;
+    const double h = cfg_.em_map_horizon_s;
     // Beyond z = 12 the calibrated survival is negligible.
     const double dmax = 12.0 * sigma(h) + 1e-12;
     const std::int64_t lo = std::max<std::int64_t>({g.k0, std::int64_t{1},

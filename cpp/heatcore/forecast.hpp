@@ -44,7 +44,10 @@
 //    feeds, OI level); b is the branching ratio of the cascade term.
 //    The map part of an event's intensity is read from the map as it stood at the
 //    last refresh (at most `em_every_s` old), not at the event: price has usually
-//    just crossed, and so consumed, the very levels the event liquidates.
+//    just crossed, and so consumed, the very levels the event liquidates. It is
+//    the exposure price can reach before the next refresh, H * reach(x, Dt) / Dt
+//    with Dt = `em_map_horizon_s`: what is being liquidated now, not the average
+//    of the next hour (which would credit far levels with present events).
 //
 // Thread safety: owned by an Engine, same rules. No allocation after construction.
 #pragma once
@@ -69,9 +72,12 @@ struct ForecastConfig {
   double burst_tau_s = 900.0;
   double base_tau_s = 6 * 3600.0;
   double em_every_s = 60.0;           // map intensities are re-integrated on this clock
+  // The map's intensity in the EM: exposure x reach(x, em_map_horizon_s) / em_map_horizon_s,
+  // where price can get before the next refresh.
+  double em_map_horizon_s = 60.0;
   double em_tau_s = 3 * 86400.0;
   double em_prior_n = 20.0;
-  double reach_prior = 1.0;           // a before evidence
+  double reach_prior = 0.2;           // a before evidence (sim: fitted a = 0.03-0.4)
   double cont_prior = 0.5;            // b before evidence
   double background_prior = 0.3;      // c before evidence
   double offset_prior_n = 10.0;
