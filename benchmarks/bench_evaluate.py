@@ -48,3 +48,29 @@ def test_evaluate_1m(benchmark, stream) -> None:
     assert d["n_liquidations"] == int(np.sum(liq_ts >= first_snapshot))
     assert d["top_decile_precision_uniform"] == pytest.approx(0.1)
     assert d["loglik_static"] > d["loglik_uniform"]
+
+
+@pytest.fixture(scope="module")
+def busy_engine() -> hc.Engine:
+    res = simulate(hours=12, seed=9)
+    eng = hc.Engine("BTCUSDT", res.step)
+    eng.ingest(as_events(res.events))
+    return eng
+
+
+@pytest.mark.benchmark(group="forecast-22-venues")
+def test_heatmap_baseline(benchmark, busy_engine) -> None:
+    m = benchmark(busy_engine.heatmap)
+    assert m.long.sum() > 0
+
+
+@pytest.mark.benchmark(group="forecast-22-venues")
+def test_forecast_all_venues(benchmark, busy_engine) -> None:
+    """What a bot calls every minute: the summed forecast and every venue's."""
+    def run() -> list:
+        return [busy_engine.forecast(3600.0)] + [busy_engine.forecast(3600.0, v)
+                                                 for v in busy_engine.venues]
+    out = benchmark(run)
+    total = out[0]
+    assert np.allclose(total.long, sum(f.long for f in out[1:]))
+    assert total.long.sum() > 0 and total.short.sum() > 0

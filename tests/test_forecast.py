@@ -148,3 +148,29 @@ def test_em_recovers_branching_ratio_and_background(branching: float) -> None:
     frozen.ingest(_hawkes_stream(branching))
     st0 = frozen.forecast_state("okx")
     assert st0["continuation_long"] == 0.5 and st0["background_long"] == 0.3
+
+
+def test_forecast_from_threads_matches_serial() -> None:
+    """engine_forecast releases the GIL; reads from several threads while another
+    thread ingests must equal serial reads of the same states."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from heatcore.replay import as_events
+    from heatcore.sim import simulate
+
+    res = simulate(hours=2, seed=4, venues=("binance", "okx"))
+    ev = as_events(res.events)
+    half = ev.size // 2
+    eng = hc.Engine(res.symbol, res.step, venues=("binance", "okx"))
+    eng.ingest(ev[:half])
+    serial = eng.forecast(3600.0, window_pct=0.05)
+    other = hc.Engine(res.symbol, res.step, venues=("binance", "okx"))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        busy = pool.submit(other.ingest, ev)
+        outs = list(pool.map(lambda _: eng.forecast(3600.0, window_pct=0.05), range(16)))
+        busy.result()
+    for f in outs:
+        assert np.array_equal(f.long, serial.long) and np.array_equal(f.short, serial.short)
+    ref = hc.Engine(res.symbol, res.step, venues=("binance", "okx"))
+    ref.ingest(ev)
+    assert np.array_equal(ref.forecast(3600.0).long, other.forecast(3600.0).long)

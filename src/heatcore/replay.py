@@ -54,7 +54,7 @@ def as_events(events: Any) -> np.ndarray:
     if not isinstance(events, np.ndarray) or events.dtype.names is None:
         raise TypeError("events must be a numpy array of dtype heatcore.EVENT_DTYPE")
     if events.dtype != EVENT_DTYPE:
-        if tuple(events.dtype.names) != tuple(EVENT_DTYPE.names):
+        if tuple(events.dtype.names) != tuple(EVENT_DTYPE.names or ()):
             raise TypeError("events must be a numpy array of dtype heatcore.EVENT_DTYPE")
         events = events.astype(EVENT_DTYPE)
     return np.ascontiguousarray(events)
