@@ -154,6 +154,8 @@ def test_evaluate_refuses_bad_input(market: hc.sim.SimResult) -> None:
         hc.evaluate(ev, symbol=market.symbol, horizon_s=0)
     with pytest.raises(ValueError):
         hc.evaluate(ev, symbol=market.symbol, oi_proxy="magic")
+    with pytest.raises(ValueError, match="no events"):
+        hc.evaluate(ev[:0], symbol=market.symbol, step=50.0)
 
 
 def test_plots(report: hc.EvaluationReport, tmp_path: Path) -> None:

@@ -420,6 +420,8 @@ class _Run:
                  venues: Sequence[str] | None, oi_proxy: str, forecast: Mapping[str, Any] | None,
                  engine_kwargs: Mapping[str, Any] | None, per_venue: bool) -> None:
         events = as_events(events)
+        if events.size == 0:
+            raise ValueError("no events to evaluate")
         if events.size > 1 and np.any(np.diff(events["ts"]) < 0):
             raise ValueError("events must be time-ordered")
         self.horizon_s = float(horizon_s)
