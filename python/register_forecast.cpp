@@ -38,6 +38,8 @@ void register_forecast(py::module_& m) {
       .def_readwrite("offset_prior_n", &hc::ForecastConfig::offset_prior_n)
       .def_readwrite("offset_prior_bins", &hc::ForecastConfig::offset_prior_bins)
       .def_readwrite("offset_forget", &hc::ForecastConfig::offset_forget)
+      .def_readwrite("shift_forget", &hc::ForecastConfig::shift_forget)
+      .def_readwrite("shift_prior_nats", &hc::ForecastConfig::shift_prior_nats)
       .def_readwrite("liq_anchor_after_s", &hc::ForecastConfig::liq_anchor_after_s)
       .def_readwrite("learn", &hc::ForecastConfig::learn);
 
@@ -110,6 +112,7 @@ void register_forecast(py::module_& m) {
           return py::dict("reach_scale_long"_a = v.a[0], "reach_scale_short"_a = v.a[1],
                           "continuation_long"_a = v.b[0], "continuation_short"_a = v.b[1],
                           "background_long"_a = v.c[0], "background_short"_a = v.c[1],
+                          "map_shift_bins_long"_a = v.shift[0], "map_shift_bins_short"_a = v.shift[1],
                           "burst_usd_long"_a = v.burst[0], "burst_usd_short"_a = v.burst[1],
                           "anchor_long"_a = v.anchor[0], "anchor_short"_a = v.anchor[1],
                           "continuation_kernel_long"_a = py::array_t<double>(static_cast<py::ssize_t>(v.kernel[0].size()), v.kernel[0].data()),

@@ -203,3 +203,22 @@ def test_hyperliquid_daily_volume_check() -> None:
         assert s["ratio"] is not None and s["ratio"] > 0
         assert s["spearman"] is not None and -1 <= s["spearman"] <= 1
     assert "Spearman" in chk.to_markdown()
+
+
+def test_map_shift_learns_the_reported_price_offset(report: hc.EvaluationReport,
+                                                   market: hc.sim.SimResult) -> None:
+    """Known truth: bybit and okx report bankruptcy prices ~0.5 % beyond the trigger,
+    binance and hyperliquid report near it. The forecast's map shift must find it."""
+    liq = market.truth.liquidations
+    checked = 0
+    for venue, st in report.engine_state.items():
+        if venue.startswith("_"):
+            continue
+        for code, side in ((1, "long"), (-1, "short")):
+            m = liq[(liq["venue"] == hc.venues.venue_id(venue)) & (liq["side"] == code)]
+            if m.size < 300:
+                continue
+            truth = np.median(m["reported"] - m["trigger"]) / market.step
+            assert abs(st[f"map_shift_bins_{side}"] - truth) <= 2.0, (venue, side, truth)
+            checked += 1
+    assert checked >= 3

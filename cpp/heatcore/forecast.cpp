@@ -44,7 +44,8 @@ Forecaster::Forecaster(const ForecastConfig& cfg, std::size_t venues) : cfg_(cfg
       v.c[s] = cfg_.background_prior;
     }
   if (!positive(cfg_.offset_prior_n) || !positive(cfg_.offset_prior_bins) ||
-      !(cfg_.offset_forget > 0.0 && cfg_.offset_forget <= 1.0))
+      !(cfg_.offset_forget > 0.0 && cfg_.offset_forget <= 1.0) ||
+      !(cfg_.shift_forget > 0.0 && cfg_.shift_forget <= 1.0) || !(cfg_.shift_prior_nats >= 0.0))
     throw std::invalid_argument("forecast: invalid continuation kernel prior");
   prior_kernel_.assign(2 * kOffsetHalf + 1, 0.0);
   for (int j = -kOffsetHalf; j <= kOffsetHalf; ++j)
@@ -53,6 +54,9 @@ Forecaster::Forecaster(const ForecastConfig& cfg, std::size_t venues) : cfg_(cfg
   for (auto& v : venues_)
     for (int s = 0; s < 2; ++s) {
       v.offsets[s].assign(2 * kOffsetHalf + 1, 0.0);
+      v.shift_score[s].assign(2 * kShiftHalf + 1, 0.0);
+      for (int d = -kShiftHalf; d <= kShiftHalf; ++d)
+        v.shift_score[s][static_cast<std::size_t>(d + kShiftHalf)] = -cfg_.shift_prior_nats * std::abs(d);
       v.kernel[s].assign(2 * kOffsetHalf + 1, 0.0);
       rebuild_kernel(v, s);
     }
@@ -256,9 +260,12 @@ void Forecaster::on_liquidation(std::size_t slot, Side side, std::int64_t ts_ms,
   const double h = cfg_.ref_horizon_s;
   const auto k = static_cast<std::int64_t>(std::llround(price / step));
   const auto& lag = v.lagged[s];
-  const std::int64_t i = k - v.lagged_k0[s];
-  const double lam_map = (i >= 0 && i < static_cast<std::int64_t>(lag.size()))
-                             ? v.a[s] * lag[static_cast<std::size_t>(i)] : 0.0;
+  const auto lag_n = static_cast<std::int64_t>(lag.size());
+  auto lag_at = [&](std::int64_t d) {  // the lagged map at the event's bin under shift d
+    const std::int64_t i = k - d - v.lagged_k0[s];
+    return (i >= 0 && i < lag_n) ? lag[static_cast<std::size_t>(i)] : 0.0;
+  };
+  const double lam_map = v.a[s] * lag_at(v.shift[s]);
   double lam_cont = 0.0;
   const double off = std::round(price / step) - std::round(v.anchor[s] / step);
   if (v.anchor[s] > 0.0 && v.burst[s] > 0.0)
@@ -268,6 +275,18 @@ void Forecaster::on_liquidation(std::size_t slot, Side side, std::int64_t ts_ms,
   if (v.base[s] > 0.0 && p0 > 0.0)
     lam_bg = v.c[s] * v.base[s] / cfg_.base_tau_s * reach(std::log(price / p0), h) / reach_norm(p0, h, step);
   const double tot = lam_map + lam_cont + lam_bg;
+  if (cfg_.learn && lag_n > 0) {
+    // Score every candidate shift of the map by this event's likelihood.
+    auto& sc = v.shift_score[s];
+    const double rest = lam_cont + lam_bg + 1e-300;
+    int best = v.shift[s];
+    for (int d = -kShiftHalf; d <= kShiftHalf; ++d) {
+      auto& x = sc[static_cast<std::size_t>(d + kShiftHalf)];
+      x = cfg_.shift_forget * x + std::log(v.a[s] * lag_at(d) + rest);
+      if (x > sc[static_cast<std::size_t>(best + kShiftHalf)]) best = d;
+    }
+    v.shift[s] = best;
+  }
   if (!(tot > 0.0)) {
     ++v.unexplained[s];
   } else if (cfg_.learn) {
@@ -377,14 +396,21 @@ void Forecaster::fill_reach(double step, double horizon_s, std::int64_t k_lo, st
 void Forecaster::add_venue(const PriceGrid& g, const SideBook& book, std::size_t vi, int s, double horizon_s,
                            std::int64_t k_lo, std::int64_t n, const double* reach_w, double* out) const {
   const VenueForecastState& v = venues_[vi];
-  // Exposure reached within the horizon.
+  // Exposure reached within the horizon: trigger level k reached, reported at k + shift.
   const auto& map = book.map();
-  const std::int64_t lo = std::max(k_lo, g.k0), hi = std::min(k_lo + n, g.k0 + g.n);
-  for (std::int64_t k = lo; k < hi; ++k)
-    out[k - k_lo] += v.a[s] * map[static_cast<std::size_t>(k - g.k0)] * reach_w[k - k_lo];
+  const std::int64_t d = v.shift[s];
+  const std::int64_t lo = std::max(k_lo - d, g.k0), hi = std::min(k_lo + n - d, g.k0 + g.n);
+  const double p0 = anchor_price();
+  for (std::int64_t k = lo; k < hi; ++k) {
+    const double m = map[static_cast<std::size_t>(k - g.k0)];
+    if (!(m > 0.0)) continue;
+    const std::int64_t i = k - k_lo;  // the trigger bin's place in the window, if inside
+    const double rw = (i >= 0 && i < n) ? reach_w[i]
+                      : (p0 > 0.0 && k > 0 ? reach(std::log(static_cast<double>(k) * g.step / p0), horizon_s) : 0.0);
+    out[k + d - k_lo] += v.a[s] * m * rw;
+  }
   // Background: spread like the distance-only map.
   const double hz = std::max(horizon_s, 0.0);
-  const double p0 = anchor_price();
   if (v.base[s] > 0.0 && p0 > 0.0) {
     const double base_now = v.base[s] * std::exp(-std::max(0.0, now_s_ - v.base_ts[s]) / cfg_.base_tau_s);
     const double mass = v.c[s] * base_now * (1.0 - std::exp(-hz / cfg_.base_tau_s));

@@ -35,6 +35,12 @@
 //  * B[v][s]: the same with a slow time constant `base_tau_s`, spread like the
 //    distance-only map (reach normalised over bins, N(h) = sum of reach): the
 //    liquidations the map cannot place, near wherever price goes.
+//  * The map holds trigger levels; venues report other prices (OKX and Bybit the
+//    bankruptcy price, a maintenance margin beyond). The map part is shifted by a
+//    learned offset d[v][s] in bins (+-kShiftHalf): each candidate shift keeps a
+//    decayed log-likelihood of the events under the whole forecast with the map
+//    so shifted (`shift_forget` per event, a prior of `shift_prior_nats` per bin
+//    away from 0); the best one is used.
 //  * a, b, c: per venue and side, fitted online by EM for a Poisson intensity
 //    mixture: each liquidation splits its notional between the two parts in
 //    proportion to their intensities at its price (the state just before it);
@@ -83,6 +89,8 @@ struct ForecastConfig {
   double offset_prior_n = 10.0;
   double offset_prior_bins = 2.0;
   double offset_forget = 0.999;       // per event
+  double shift_forget = 0.998;        // per event
+  double shift_prior_nats = 0.2;      // initial penalty per bin of map shift
   double liq_anchor_after_s = 300.0;  // a price older than this yields to a later liquidation price
   bool learn = true;                  // false freezes sigma's calibration and a, b at their priors
 };
@@ -111,6 +119,8 @@ struct VenueForecastState {
   std::uint64_t unexplained[2] = {0, 0};  // events no part could explain
   // continuation kernel: offsets -kOffsetHalf..kOffsetHalf (bins), normalised, and
   // its first two moments (for wide diffusion)
+  std::vector<double> shift_score[2];   // per candidate shift -kShiftHalf..kShiftHalf
+  int shift[2] = {0, 0};                // the map's shift in bins (reported - trigger)
   std::vector<double> offsets[2];
   std::vector<double> kernel[2];
   double kernel_mean[2] = {0.0, 0.0}, kernel_var[2] = {0.0, 0.0};
@@ -122,6 +132,7 @@ class Forecaster {
   static constexpr double kCalibDz = 0.05;
   static constexpr int kMaxCheckpoints = 64;
   static constexpr int kOffsetHalf = 64;
+  static constexpr int kShiftHalf = 48;
 
   Forecaster() = default;
   Forecaster(const ForecastConfig& cfg, std::size_t venues);
