@@ -74,3 +74,17 @@ def test_forecast_all_venues(benchmark, busy_engine) -> None:
     total = out[0]
     assert np.allclose(total.long, sum(f.long for f in out[1:]))
     assert total.long.sum() > 0 and total.short.sum() > 0
+
+
+@pytest.mark.benchmark(group="evaluate-1M")
+def test_evaluate_file_1m(benchmark, stream, tmp_path_factory) -> None:
+    """The command-line path: read a 1M-event JSONL.gz, then evaluate."""
+    from heatcore.evaluate import evaluate_file
+
+    ev, step = stream
+    path = tmp_path_factory.mktemp("bench") / "stream.jsonl.gz"
+    hc.write_events(path, ev, "BTCUSDT")
+    reports = benchmark.pedantic(lambda: evaluate_file(path, progress=False), rounds=1,
+                                 iterations=1)
+    d = reports["BTC"].to_dict()
+    assert d["step"] == step and d["n_liquidations"] > 0
