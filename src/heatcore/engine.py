@@ -96,8 +96,10 @@ class Forecast:
     ``long[i]`` is the USD of long positions expected to be liquidated at
     ``prices[i]`` within ``horizon_s`` seconds: exposure there times the
     probability that price reaches it (``reach``), scaled by an online-fitted
-    factor, plus a continuation part for liquidations that keep coming near the
-    last one during a cascade (see ``cpp/heatcore/forecast.hpp``).
+    factor and shifted to where the venue reports its liquidations, plus a
+    continuation part for liquidations that keep coming near the last one during
+    a cascade and a background part spread like the distance-only map; the three
+    scales are fitted online per venue and side (see ``cpp/heatcore/forecast.hpp``).
 
     Attributes
     ----------
@@ -405,9 +407,16 @@ class Engine:
         return Forecast(prices, out[0, 0], out[0, 1], reach, venue, anchor, float(horizon_s), sigma)
 
     def forecast_state(self, venue: Optional[str] = None) -> dict[str, Any]:
-        """The forecast's online state: engine-wide (reach anchor, variance rate,
-        calibrated excursion survival) or one venue's fitted scales per side
-        (``reach_scale_*`` = a, ``continuation_*`` = b) and burst levels."""
+        """The forecast's online state.
+
+        Engine-wide (``venue=None``): ``anchor_price`` (where reach is measured from),
+        ``variance_rate`` and ``sigma_1h`` (realised volatility), ``survival_z`` (the
+        calibrated probability that price moves z sigmas within a horizon, z = 0, 0.1,
+        ..., 10) and ``calibration_n``. Per venue, by side (``_long``/``_short``):
+        ``reach_scale`` (a, on the map part), ``continuation`` (b, the branching
+        ratio of the cascade term), ``background`` (c), ``map_shift_bins`` (reported
+        minus trigger price), ``continuation_kernel`` (offsets -64..64 bins),
+        ``burst_usd``, ``anchor``, ``events`` and ``unexplained``."""
         slot = -1 if venue is None else self._slot_of(venue)
         with self._lock:
             return dict(_core.engine_forecast_state(self._core, slot))
