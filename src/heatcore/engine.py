@@ -399,9 +399,10 @@ class Engine:
             else:
                 if not (0 < float(window_pct) < 1):
                     raise ValueError("window_pct must be in (0, 1)")
-                k_lo = int(np.floor(anchor * (1 - window_pct) / self._step))
-                k0, n = max(k_lo, 0), int(np.ceil(anchor * (1 + window_pct) / self._step)) - max(k_lo, 0) + 1
-            out, reach = _core.engine_forecast(self._core, [slot], float(horizon_s), int(k0), int(n))
+                k0 = max(int(np.floor(anchor * (1 - window_pct) / self._step)), 0)
+                n = int(np.ceil(anchor * (1 + window_pct) / self._step)) - k0 + 1
+            out, reach = _core.engine_forecast(self._core, [slot], float(horizon_s), int(k0),
+                                               int(n))
         prices = (np.arange(int(n), dtype=float) + int(k0)) * self._step
         sigma = float(np.sqrt(state["variance_rate"] * float(horizon_s)))
         return Forecast(prices, out[0, 0], out[0, 1], reach, venue, anchor, float(horizon_s), sigma)
