@@ -33,7 +33,7 @@ VENUES = ("binance", "bybit", "okx", "hyperliquid")
 
 @pytest.fixture(scope="module")
 def market() -> hc.sim.SimResult:
-    res = simulate(hours=8, seed=7, venues=VENUES)
+    res = simulate(hours=24, seed=1, venues=VENUES)
     # the simulator's array may carry a packed copy of the dtype
     return dataclasses.replace(res, events=as_events(res.events))
 

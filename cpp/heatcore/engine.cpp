@@ -60,6 +60,7 @@ Engine::Engine(EngineConfig config) : cfg_(std::move(config)) {
   learn_.assign(venues_.size(), cfg_.learn ? 1 : 0);
   scratch_.assign(tiers, 0.0);
   fc_ = Forecaster(cfg_.forecast, venues_.size());  // [forecast]
+  cascade_ = CascadeModel(cfg_.cascade, venues_.size());  // cascade
 }
 
 std::int64_t Engine::bin_of(double price) const noexcept {
@@ -146,6 +147,7 @@ Reject Engine::update_price(std::size_t slot, std::int64_t ts, double price) {
     if (!other.stats.own_price) apply_price(other, price);
   fc_.on_price(ts, price);   // [forecast]
   forecast_refresh(ts);      // [forecast]
+  cascade_on_price(slot, ts, price);  // cascade
   return Reject::ok;
 }
 
@@ -242,8 +244,8 @@ Reject Engine::on_liquidation(std::size_t slot, std::int64_t ts, Side side, doub
   return Reject::ok;
 }
 
-void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, double /*notional_usd*/,
-                                    PriceKind /*price_kind*/, std::uint8_t /*flags*/, std::int64_t /*ts*/) {
+void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, double notional_usd,
+                                    PriceKind /*price_kind*/, std::uint8_t /*flags*/, std::int64_t ts) {
   VenueState& v = venues_[slot];
   SideBook& book = v.book[side_index(side)];
   // An event the map cannot explain (no exposure of any tier near it) is counted
@@ -256,6 +258,8 @@ void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, d
   double near = 0.0;
   for (std::size_t t = 0; t < book.tiers(); ++t) near += book.weights()[t] * scratch_[t];
   if (!(near > 0.0)) ++v.stats.unexplained[side_index(side)];
+  // Chains are tracked whether or not the venue learns; learn_ gates the statistics.
+  cascade_on_liquidation(side, price, notional_usd, ts, learn_[slot] != 0);  // cascade
   if (!learn_[slot]) return;
   // Hook points for the learners (each arrives in its own module):
   //  * Leverage Learner: responsibilities over tiers from scratch_ and the mix;
@@ -350,6 +354,58 @@ void Engine::heatmap(int slot, double* long_out, double* short_out) const {
       short_out[i] += s[i];
     }
   }
+}
+
+// ---- cascade (cascade.hpp) -------------------------------------------------------
+
+int Engine::cascade_clusters(Side side, double origin, Cluster* out, int max_out) const {
+  if (side != Side::long_ && side != Side::short_) throw std::invalid_argument("side must be long or short");
+  const SideWindow w = cascade_.window(side, origin, grid_.k0, grid_.n, grid_.step);
+  if (w.count <= 0) return 0;
+  const auto m = static_cast<std::size_t>(w.count);
+  // Grows only when the grid has grown: no allocation per call in steady state.
+  if (cascade_scratch_.size() < 2 * m) cascade_scratch_.resize(2 * static_cast<std::size_t>(grid_.n));
+  double* sum = cascade_scratch_.data();
+  std::fill_n(sum, m, 0.0);
+  const int si = side_index(side);
+  for (const auto& v : venues_) {
+    const double* map = v.book[si].map().data();
+    for (std::size_t j = 0; j < m; ++j)
+      sum[j] += map[w.first + w.dir * static_cast<std::int64_t>(j) - grid_.k0];
+  }
+  return cascade_.find_clusters(sum, w, grid_.step, origin, out, max_out, sum + m);
+}
+
+int Engine::cascade(Side side, int levels, CascadeLevel* out) const {
+  levels = std::clamp(levels, 0, kMaxCascadeLevels);
+  if (levels == 0 || !(ref_price_ > 0.0)) return 0;
+  std::array<Cluster, kMaxCascadeLevels> clusters;
+  const int n = cascade_clusters(side, ref_price_, clusters.data(), levels);
+  return cascade_.walk(side, ref_price_, clusters.data(), n, cfg_.learn, out);
+}
+
+void Engine::configure_cascade(const CascadeConfig& c) {
+  cascade_ = CascadeModel(c, venues_.size());
+  cfg_.cascade = c;
+}
+
+void Engine::cascade_on_price(std::size_t slot, std::int64_t ts, double price) {
+  cascade_.on_price(slot, ts, price, cfg_.learn);
+  // The engine records its own forecasts at a cadence; once resolved they fit the recalibration.
+  if (cfg_.learn && cascade_.forecast_due(ts)) {
+    std::array<CascadeLevel, kMaxCascadeLevels> levels;
+    for (Side side : {Side::long_, Side::short_}) {
+      const int n = cascade(side, kMaxCascadeLevels, levels.data());
+      cascade_.record_forecast(ts, side, price, levels.data(), n);
+    }
+  }
+}
+
+void Engine::cascade_on_liquidation(Side side, double price, double notional, std::int64_t ts, bool learn) {
+  std::array<Cluster, kMaxCascadeLevels> clusters;
+  int n = 0;
+  if (cascade_.opens_chain(ts, side)) n = cascade_clusters(side, price, clusters.data(), kMaxCascadeLevels);
+  cascade_.on_liquidation(ts, side, price, notional, clusters.data(), n, learn);
 }
 
 }  // namespace heatcore

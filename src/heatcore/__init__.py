@@ -12,7 +12,10 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "not by adding src/ to PYTHONPATH."
     ) from exc
 
-from .engine import Engine, Forecast, HeatMap, InputError
+from .engine import CASCADE_DTYPE, Engine, Forecast, HeatMap, InputError
+
+# [evaluate] the names shadow the submodules heatcore.evaluate / heatcore.replay on purpose
+from .evaluate import EvaluationReport, evaluate
 from .events import (
     EVENT_DTYPE,
     EventsFormatError,
@@ -21,20 +24,18 @@ from .events import (
     read_events_by_symbol,
     write_events,
 )
+from .replay import replay
 from .venues import DEFAULT_TIERS, VENUES, get_venue, register_venue
-
-# [evaluate] the names shadow the submodules heatcore.replay / heatcore.evaluate on purpose
-from .replay import replay  # noqa: E402
-from .evaluate import EvaluationReport, evaluate  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CASCADE_DTYPE",
     "DEFAULT_TIERS",
     "EVENT_DTYPE",
-    "EvaluationReport",
     "VENUES",
     "Engine",
+    "EvaluationReport",
     "EventsFormatError",
     "Forecast",
     "HeatMap",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -13,9 +13,17 @@ from . import _core
 from .events import EVENT_DTYPE
 from .venues import DEFAULT_TIERS, PRICE_KINDS, VENUES, get_venue, prior_weights, venue_id
 
-__all__ = ["Engine", "Forecast", "HeatMap", "InputError"]
+__all__ = ["CASCADE_DTYPE", "Engine", "Forecast", "HeatMap", "InputError"]
 
 _SIDE_CODE = {"long": 1, "short": -1}
+
+# ---- cascade ----
+#: One row of :meth:`Engine.cascade`: a level's price, expected observed notional
+#: (USD), probability of being reached within the horizon, confidence in (0, 1],
+#: expected seconds until reached, and the probability before recalibration.
+CASCADE_DTYPE = np.dtype([("price", "f8"), ("notional", "f8"), ("probability", "f8"),
+                          ("confidence", "f8"), ("eta_s", "f8"), ("raw_probability", "f8")])
+# ---- end cascade ----
 
 
 class InputError(ValueError):
@@ -46,7 +54,7 @@ class HeatMap:
     prices: np.ndarray
     long: np.ndarray
     short: np.ndarray
-    venue: Optional[str]
+    venue: str | None
     price: float
 
     @property
@@ -123,7 +131,7 @@ class Forecast:
     long: np.ndarray
     short: np.ndarray
     reach: np.ndarray
-    venue: Optional[str]
+    venue: str | None
     price: float
     horizon_s: float
     sigma: float
@@ -163,6 +171,10 @@ class Engine:
     max_price_ratio : float
         A price more than this factor away from the venue's last price is refused
         as ``absurd_price``.
+    cascade : mapping, optional
+        Options of the chain tracker, Cascade Learner and cascade walk (see
+        :meth:`cascade_config` for the names and defaults), e.g.
+        ``{"gap_ms": 60000, "horizon_s": 3600, "half_life": 200}``.
 
     Notes
     -----
@@ -174,14 +186,15 @@ class Engine:
         self,
         symbol: str = "BTCUSDT",
         step: float = 50.0,
-        venues: Optional[Sequence[str]] = None,
-        tiers: Optional[Sequence[float]] = None,
+        venues: Sequence[str] | None = None,
+        tiers: Sequence[float] | None = None,
         learn: bool = True,
         *,
-        priors: Optional[Mapping[str, Any]] = None,
+        priors: Mapping[str, Any] | None = None,
         seed_spread: float = 0.05,
         ts_tolerance_ms: int = 5000,
         max_price_ratio: float = 10.0,
+        cascade: Mapping[str, float] | None = None,
     ) -> None:
         names = tuple(VENUES if venues is None else venues)
         if not names:
@@ -213,6 +226,9 @@ class Engine:
         self._tiers = np.array(tier_list)
         self._learn = bool(learn)
         self._lock = threading.RLock()
+        self._unknown_venues = 0  # refusals the Python layer makes before reaching the core
+        if cascade:  # cascade
+            self._core.configure_cascade(dict(cascade))
 
     # -- properties ---------------------------------------------------------
     @property
@@ -245,6 +261,8 @@ class Engine:
         try:
             return self._slot[venue]
         except KeyError:
+            with self._lock:
+                self._unknown_venues += 1
             raise InputError("unknown_venue", f"{venue!r} is not one of this engine's venues") from None
 
     @staticmethod
@@ -260,7 +278,7 @@ class Engine:
                         f"price {price!r} for {venue} at {ts_ms}")
 
     def update_open_interest(self, venue: str, ts_ms: int, oi_usd: float,
-                             price: Optional[float] = None) -> None:
+                             price: float | None = None) -> None:
         """Apply an open-interest reading in USD (converted to base units at
         ``price``, default the venue's last price). Zero or missing readings are
         refused as gaps, never read as "everything closed"."""
@@ -280,12 +298,11 @@ class Engine:
         the learners.
         """
         slot = self._slot_of(venue)
-        if side not in _SIDE_CODE:
-            raise InputError("unknown_side", f"side must be 'long' or 'short', got {side!r}")
         if price_kind not in PRICE_KINDS:
             raise InputError("unknown_kind", f"price_kind must be one of {PRICE_KINDS}")
         with self._lock:
-            self._check(self._core.on_liquidation(slot, int(ts_ms), _SIDE_CODE[side], float(price),
+            # An unknown side goes to the core as 0 so that it is refused and counted there.
+            self._check(self._core.on_liquidation(slot, int(ts_ms), _SIDE_CODE.get(side, 0), float(price),
                                                   float(notional_usd), PRICE_KINDS.index(price_kind),
                                                   1 if sampled else 0),
                         f"liquidation {side} {notional_usd!r} @ {price!r} on {venue} at {ts_ms}")
@@ -296,14 +313,17 @@ class Engine:
         Bad events are skipped and counted, never applied: the returned dict has
         the applied counts per kind, ``rejected`` and ``reasons``.
         """
-        if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE:
+        if not isinstance(events, np.ndarray) or events.dtype.names != EVENT_DTYPE.names:
             raise TypeError("events must be a numpy array of dtype heatcore.EVENT_DTYPE")
-        arr = np.ascontiguousarray(events)
+        if events.ndim != 1:
+            raise ValueError("events must be one-dimensional")
+        # numpy drops the dtype's padding in e.g. concatenate(); repack such arrays once.
+        arr = np.ascontiguousarray(events if events.dtype == EVENT_DTYPE else events.astype(EVENT_DTYPE))
         with self._lock:
             return dict(self._core.ingest(arr))
 
     # -- reads -----------------------------------------------------------------
-    def heatmap(self, venue: Optional[str] = None) -> HeatMap:
+    def heatmap(self, venue: str | None = None) -> HeatMap:
         """The current map of one venue, or the sum over venues (``venue=None``)."""
         slot = -1 if venue is None else self._slot_of(venue)
         with self._lock:
@@ -343,15 +363,16 @@ class Engine:
         with self._lock:
             return self._core.ratios(slot, _side(side))
 
-    def diagnostics(self, venue: Optional[str] = None) -> dict[str, Any]:
+    def diagnostics(self, venue: str | None = None) -> dict[str, Any]:
         """Counters: refused inputs by reason (engine-wide) or one venue's statistics
         (updates seen, observed vs expected liquidations, unexplained events)."""
         with self._lock:
             if venue is None:
                 rej = {k: int(v) for k, v in self._core.rejected().items()}
+                rej["unknown_venue"] += self._unknown_venues
                 return {"rejected": rej, "rejected_total": sum(rej.values()),
                         "last_ts": int(self._core.last_ts) if self._core.last_ts > -2**62 else None,
-                        "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid))}
+                        "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid, strict=False))}
             return dict(self._core.venue_stats(self._slot_of(venue)))
 
     # [forecast] begin ---------------------------------------------------------
@@ -370,8 +391,8 @@ class Engine:
             except RuntimeError as exc:  # std::logic_error: events already applied
                 raise ValueError(str(exc)) from None
 
-    def forecast(self, horizon_s: float = 3600.0, venue: Optional[str] = None, *,
-                 window_pct: Optional[float] = None) -> Forecast:
+    def forecast(self, horizon_s: float = 3600.0, venue: str | None = None, *,
+                 window_pct: float | None = None) -> Forecast:
         """Expected liquidation notional per bin within ``horizon_s`` seconds.
 
         Parameters
@@ -407,7 +428,7 @@ class Engine:
         sigma = float(np.sqrt(state["variance_rate"] * float(horizon_s)))
         return Forecast(prices, out[0, 0], out[0, 1], reach, venue, anchor, float(horizon_s), sigma)
 
-    def forecast_state(self, venue: Optional[str] = None) -> dict[str, Any]:
+    def forecast_state(self, venue: str | None = None) -> dict[str, Any]:
         """The forecast's online state.
 
         Engine-wide (``venue=None``): ``anchor_price`` (where reach is measured from),
@@ -422,6 +443,81 @@ class Engine:
         with self._lock:
             return dict(_core.engine_forecast_state(self._core, slot))
     # [forecast] end -----------------------------------------------------------
+    # ---- cascade ----------------------------------------------------------------
+    def cascade(self, side: str, levels: int = 10) -> np.ndarray:
+        """Cascade forecast on one side, walked over the summed map from the current price.
+
+        Level 1 is the nearest significant cluster beyond price on ``side``
+        (``"long"``: below, ``"short"``: above); each next level is reached by the
+        modelled impact of the previous levels' liquidations or by volatility.
+
+        Parameters
+        ----------
+        side : {"long", "short"}
+            The side whose positions would be liquidated.
+        levels : int
+            At most this many levels (0..10).
+
+        Returns
+        -------
+        numpy.ndarray
+            :data:`CASCADE_DTYPE` rows, nearest level first; empty when the side
+            holds no exposure. ``probability`` (reached within the configured
+            horizon) and ``confidence`` do not increase with depth. Deterministic
+            for a given state.
+        """
+        code = _side(side)
+        if not 0 <= int(levels) <= 10:
+            raise ValueError("levels must be in 0..10")
+        with self._lock:
+            rows = self._core.cascade(code, int(levels))
+        out = np.empty(rows.shape[0], dtype=CASCADE_DTYPE)
+        for i, name in enumerate(CASCADE_DTYPE.names or ()):
+            out[name] = rows[:, i]
+        return out
+
+    def cascade_clusters(self, side: str, origin: float | None = None) -> np.ndarray:
+        """The significant clusters the walk uses, as rows ``(price, map_usd, catchment_end)``.
+
+        A cluster is a local peak of the summed map smoothed over
+        ``+-smooth_frac`` of price that holds at least ``min_share`` of the
+        side's USD within ``max_distance`` of ``origin`` (default: current price).
+        """
+        code = _side(side)
+        with self._lock:
+            o = self._core.reference_price if origin is None else float(origin)
+            return self._core.cascade_clusters(code, float(o), 10)
+
+    def cascade_state(self) -> dict[str, Any]:
+        """The Cascade Learner's parameters and counters, for inspection.
+
+        Per-level arrays have 11 entries: index 0 pools every level, index k is
+        level k. ``exponent``/``scale``/``residual`` give the impact
+        ``move = scale * notional**exponent`` (relative move, log-sd residual);
+        ``fraction`` is observed over mapped notional; ``level_time_s`` the time
+        from one level to the next; ``platt_a``/``platt_b`` the online
+        recalibration; ``n_*`` the evidence behind each.
+        """
+        with self._lock:
+            return dict(self._core.cascade_state())
+
+    def cascade_config(self) -> dict[str, Any]:
+        """The cascade options in force."""
+        with self._lock:
+            return dict(self._core.cascade_config())
+
+    def chains(self, include_open: bool = True) -> dict[str, np.ndarray]:
+        """Chain history (oldest first, bounded ring) plus the open chains.
+
+        Columns: ``start_ts``, ``end_ts``, ``side`` (+1 long, -1 short),
+        ``start_price``, ``extreme_price``, ``notional``, ``events``, ``n_levels``,
+        ``reached``, ``open``, and per level (n x 10) ``level_price``,
+        ``level_exposure`` (map USD at the chain's start), ``level_notional``
+        (observed USD), ``level_ts`` (when crossed, 0 if not).
+        """
+        with self._lock:
+            return dict(self._core.chains(bool(include_open)))
+    # ---- end cascade ----
 
     def __repr__(self) -> str:
         return (f"Engine(symbol={self._symbol!r}, step={self._step}, venues={len(self._venues)}, "

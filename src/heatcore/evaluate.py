@@ -221,7 +221,7 @@ class EvaluationReport:
             fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
             x = np.arange(len(self.tiers))
             n = max(len(self.mixes), 1)
-            for ax, side in zip(axes, ("long", "short")):
+            for ax, side in zip(axes, ("long", "short"), strict=False):
                 for i, (v, mix) in enumerate(sorted(self.mixes.items())):
                     ax.bar(x + (i - n / 2) * 0.8 / n, mix[side], width=0.8 / n, label=v)
                 ax.set_xticks(x[::2])
@@ -481,7 +481,7 @@ class _Run:
         forecasts ``(model, slot row, side, bin)`` on bins ``k_lo .. k_lo+w-1``."""
         stream = self.stream
         cuts = np.searchsorted(stream["ts"], bounds, side="left")
-        for b, cut in zip(bounds.tolist(), cuts.tolist()):
+        for b, cut in zip(bounds.tolist(), cuts.tolist(), strict=False):
             if cut > self._start:
                 self._ingest(stream[self._start:cut])
                 self._start = cut

@@ -352,7 +352,7 @@ def iter_replay(events: np.ndarray, engine: Engine | None = None, *,
     total: dict[str, Any] = counts if counts is not None else {}
     start = 0
     try:
-        for b, cut in zip(bounds.tolist(), cuts.tolist()):
+        for b, cut in zip(bounds.tolist(), cuts.tolist(), strict=False):
             if cut > start:
                 _add_counts(total, engine.ingest(events[start:cut]))
                 start = cut
