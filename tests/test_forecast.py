@@ -70,9 +70,9 @@ def test_continuation_sits_at_last_liquidation_and_decays() -> None:
     assert abs(f.prices[k] - p * 0.999) <= 0.05 + 1e-9
     st = eng.forecast_state("okx")
     assert st["burst_usd_long"] > 0
-    # No more events: the continuation decays with burst_tau_s (900 s).
+    # No more events: the continuation decays with burst_tau_s (3600 s).
     late = eng.forecast(3600.0, window_pct=0.05)
-    eng.update_price("okx", t + 3 * 900_000, p)
+    eng.update_price("okx", t + 3 * 3_600_000, p)
     after = eng.forecast(3600.0, window_pct=0.05)
     peak_before = late.long[k]
     assert after.long[k] < 0.2 * peak_before
@@ -138,7 +138,8 @@ def test_em_recovers_branching_ratio_and_background(branching: float) -> None:
     """Known truth: with no exposure map, the continuation scale b is the branching
     ratio and the background scale c is 1 - branching (the immigrants' share)."""
     eng = hc.Engine("SOLUSDT", step=0.05, venues=["okx"])
-    eng.ingest(_hawkes_stream(branching))
+    eng.configure_forecast(burst_tau_s=900.0)  # the generator's kernel
+    eng.ingest(_hawkes_stream(branching, tau=900.0))
     st = eng.forecast_state("okx")
     assert st["continuation_long"] == pytest.approx(branching, abs=0.1)
     assert st["background_long"] == pytest.approx(1 - branching, abs=0.12)

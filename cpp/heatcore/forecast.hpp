@@ -75,7 +75,7 @@ struct ForecastConfig {
   double checkpoint_every_s = 300.0;
   double calib_forget = 0.998;        // per finished checkpoint
   double calib_prior_n = 50.0;
-  double burst_tau_s = 900.0;
+  double burst_tau_s = 3600.0;       // Hawkes decay (sim and OKX: 1 h beats 15 min on both scores)
   double base_tau_s = 6 * 3600.0;
   double em_every_s = 60.0;           // map intensities are re-integrated on this clock
   // The map's intensity in the EM: exposure x reach(x, em_map_horizon_s) / em_map_horizon_s,
