@@ -19,7 +19,7 @@ from heatcore.sim import simulate
 
 @pytest.fixture(scope="module")
 def stream() -> tuple[np.ndarray, float]:
-    res = simulate(hours=56, seed=5)
+    res = simulate(hours=58, seed=5)
     ev = as_events(res.events)
     assert ev.size >= 1_000_000
     return ev, res.step
