@@ -61,6 +61,7 @@ Engine::Engine(EngineConfig config) : cfg_(std::move(config)) {
   learn_.assign(venues_.size(), cfg_.learn ? 1 : 0);
   scratch_.assign(tiers, 0.0);
   recent_.assign(kRecentEvents, 0);  // persist: duplicate filter
+  fc_ = Forecaster(cfg_.forecast, venues_.size());  // [forecast]
   cascade_ = CascadeModel(cfg_.cascade, venues_.size());  // cascade
 }
 
@@ -174,6 +175,8 @@ Reject Engine::update_price(std::size_t slot, std::int64_t ts, double price) {
   // Venues without a price feed of their own follow the latest price seen anywhere.
   for (auto& other : venues_)
     if (!other.stats.own_price) apply_price(other, price);
+  fc_.on_price(ts, price);   // [forecast]
+  forecast_refresh(ts);      // [forecast]
   cascade_on_price(slot, ts, price);  // cascade
   return Reject::ok;
 }
@@ -274,6 +277,7 @@ Reject Engine::on_liquidation(std::size_t slot, std::int64_t ts, Side side, doub
   remember(fp);
   touch_time(ts);
   // Learners see the map as it stood before the event.
+  forecast_on_liquidation(slot, side, ts, price, notional_usd);  // [forecast]
   learn_from_liquidation(slot, side, price, notional_usd, price_kind, flags, ts);
   const int si = side_index(side);
   v.stats.observed_usd[si] += notional_usd;
@@ -345,6 +349,33 @@ void Engine::set_mix(std::size_t slot, Side side, const std::vector<double>& w) 
   if (side != Side::long_ && side != Side::short_) throw std::invalid_argument("side must be long or short");
   v.book[side_index(side)].set_weights(grid_, normalized(w, tier_count(), "mix"));
 }
+
+// [forecast] begin
+void Engine::forecast_on_liquidation(std::size_t slot, Side side, std::int64_t ts, double price,
+                                     double notional_usd) {
+  fc_.on_liquidation(slot, side, ts, price, notional_usd, grid_.step);
+  forecast_refresh(ts);
+}
+
+void Engine::forecast_refresh(std::int64_t ts) {
+  if (!fc_.refresh_due(ts)) return;
+  fc_.refresh(ts, grid_, [this](std::size_t v, int s) -> const SideBook& { return venues_[v].book[s]; });
+}
+
+void Engine::configure_forecast(const ForecastConfig& c) {
+  if (last_ts_ != std::numeric_limits<std::int64_t>::min())
+    throw std::logic_error("forecast settings can only change before the first event");
+  fc_ = Forecaster(c, venues_.size());
+  cfg_.forecast = c;
+}
+
+void Engine::forecast(int slot, double horizon_s, std::int64_t k_lo, std::int64_t n, double* long_out,
+                      double* short_out, double* reach_out) const {
+  if (slot >= static_cast<int>(venues_.size())) throw std::out_of_range("venue slot out of range");
+  fc_.fill(grid_, [this](std::size_t v, int s) -> const SideBook& { return venues_[v].book[s]; }, slot,
+           horizon_s, k_lo, n, long_out, short_out, reach_out);
+}
+// [forecast] end
 
 void Engine::set_learning(std::size_t slot, bool enabled) { learn_.at(slot) = enabled ? 1 : 0; }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "heatcore/book.hpp"
+#include "heatcore/forecast.hpp"  // [forecast]
 #include "heatcore/cascade.hpp"
 #include "heatcore/mechanics.hpp"
 #include "heatcore/serialize.hpp"
@@ -39,6 +40,7 @@ struct EngineConfig {
   std::int64_t ts_tolerance_ms = 5000;  // accepted lateness before out_of_order
   double max_price_ratio = 10.0;       // a price this many times away from the last is absurd
   std::int64_t max_bins = 4'000'000;   // grid growth limit
+  ForecastConfig forecast;             // [forecast] horizon forecast (forecast.hpp)
   CascadeConfig cascade;               // chain tracker, Cascade Learner and walk (cascade.hpp)
 };
 
@@ -92,6 +94,16 @@ class Engine {
   // Map of one venue into `long_out`/`short_out` (size grid().n), or the sum over
   // venues when slot < 0.
   void heatmap(int slot, double* long_out, double* short_out) const;
+
+  // [forecast] begin: the horizon forecast (forecast.hpp) on absolute bins
+  // k_lo .. k_lo+n-1 of one venue (slot >= 0) or summed over venues; reach_out gets
+  // the probability that price reaches each bin within the horizon.
+  const Forecaster& forecaster() const noexcept { return fc_; }
+  // Replace the forecast settings; only before the first accepted event.
+  void configure_forecast(const ForecastConfig& c);
+  void forecast(int slot, double horizon_s, std::int64_t k_lo, std::int64_t n, double* long_out,
+                double* short_out, double* reach_out) const;
+  // [forecast] end
 
   const std::array<std::uint64_t, kRejectReasons>& rejected() const noexcept { return rejected_; }
   std::int64_t last_ts() const noexcept { return last_ts_; }
@@ -148,6 +160,11 @@ class Engine {
   void learn_from_liquidation(std::size_t slot, Side side, double price, double notional_usd,
                               PriceKind price_kind, std::uint8_t flags, std::int64_t ts);
 
+  // [forecast] begin
+  void forecast_on_liquidation(std::size_t slot, Side side, std::int64_t ts, double price, double notional_usd);
+  void forecast_refresh(std::int64_t ts);
+  // [forecast] end
+
   EngineConfig cfg_;
   PriceGrid grid_;
   std::vector<VenueState> venues_;
@@ -160,6 +177,7 @@ class Engine {
   // persist: direct-mapped table of recent event fingerprints (0 = empty slot);
   // sized once at construction, so the check allocates nothing per event.
   std::vector<std::uint64_t> recent_;
+  Forecaster fc_;  // [forecast]
   // ---- cascade ----
   void cascade_on_price(std::size_t slot, std::int64_t ts, double price);
   void cascade_on_liquidation(Side side, double price, double notional, std::int64_t ts, bool learn);

@@ -96,3 +96,36 @@ class Engine:
     def chains(self, include_open: bool = True) -> dict[str, Any]: ...
 
 CASCADE_MAX_LEVELS: int
+
+# ---- forecast (python/register_forecast.cpp) ----
+class ForecastConfig:
+    vol_tau_s: float
+    vol_min_dt_s: float
+    vol_prior_annual: float
+    ref_horizon_s: float
+    checkpoint_every_s: float
+    calib_forget: float
+    calib_prior_n: float
+    burst_tau_s: float
+    base_tau_s: float
+    background_prior: float
+    em_every_s: float
+    em_tau_s: float
+    em_map_horizon_s: float
+    em_prior_n: float
+    reach_prior: float
+    cont_prior: float
+    offset_prior_n: float
+    offset_prior_bins: float
+    offset_forget: float
+    shift_forget: float
+    shift_prior_nats: float
+    liq_anchor_after_s: float
+    learn: bool
+    def __init__(self) -> None: ...
+
+def engine_configure_forecast(engine: Engine, config: ForecastConfig) -> None: ...
+def engine_forecast(engine: Engine, slots: list[int], horizon_s: float, k_lo: int,
+                    n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def engine_forecast_state(engine: Engine, slot: int = -1) -> dict[str, Any]: ...
+# ---- end forecast ----

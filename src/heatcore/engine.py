@@ -15,7 +15,7 @@ from . import persist as _persist
 from .events import EVENT_DTYPE
 from .venues import DEFAULT_TIERS, PRICE_KINDS, VENUES, get_venue, prior_weights, venue_id
 
-__all__ = ["CASCADE_DTYPE", "Engine", "HeatMap", "InputError"]
+__all__ = ["CASCADE_DTYPE", "Engine", "Forecast", "HeatMap", "InputError"]
 
 _SIDE_CODE = {"long": 1, "short": -1}
 _PRICE_KIND_CODE = {k: i for i, k in enumerate(PRICE_KINDS)}
@@ -97,6 +97,52 @@ class HeatMap:
             taken[i] = True
             out.append((float(self.prices[i]), float(smooth[i])))
         return out
+
+
+# [forecast] begin ------------------------------------------------------------
+@dataclass(frozen=True)
+class Forecast:
+    """Expected liquidation notional per price bin within a horizon.
+
+    ``long[i]`` is the USD of long positions expected to be liquidated at
+    ``prices[i]`` within ``horizon_s`` seconds: exposure there times the
+    probability that price reaches it (``reach``), scaled by an online-fitted
+    factor and shifted to where the venue reports its liquidations, plus a
+    continuation part for liquidations that keep coming near the last one during
+    a cascade and a background part spread like the distance-only map; the three
+    scales are fitted online per venue and side (see ``cpp/heatcore/forecast.hpp``).
+
+    Attributes
+    ----------
+    prices : numpy.ndarray
+        Bin centres.
+    long, short : numpy.ndarray
+        Expected liquidated USD per bin within the horizon, by liquidated side.
+    reach : numpy.ndarray
+        Probability that price touches each bin within the horizon.
+    venue : str or None
+        The venue, or None for the sum over venues.
+    price : float
+        The price reach is measured from (0 if none yet).
+    horizon_s : float
+        The horizon in seconds.
+    sigma : float
+        Log-price standard deviation over the horizon (realised volatility).
+    """
+
+    prices: np.ndarray
+    long: np.ndarray
+    short: np.ndarray
+    reach: np.ndarray
+    venue: str | None
+    price: float
+    horizon_s: float
+    sigma: float
+
+    def total(self) -> tuple[float, float]:
+        """Expected liquidated USD within the horizon, long and short."""
+        return float(self.long.sum()), float(self.short.sum())
+# [forecast] end
 
 
 class Engine:
@@ -527,6 +573,74 @@ class Engine:
                         "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid, strict=False))}
             return dict(self._core.venue_stats(self._slot_of(venue)))
 
+    # [forecast] begin ---------------------------------------------------------
+    def configure_forecast(self, **settings: Any) -> None:
+        """Change the forecast's settings before the first event (names as in
+        ``ForecastConfig`` in ``cpp/heatcore/forecast.hpp``: ``burst_tau_s``,
+        ``vol_tau_s``, ``ref_horizon_s``, ``em_prior_n``, ``cont_prior``, ``learn``...)."""
+        cfg = _core.ForecastConfig()
+        for key, value in settings.items():
+            if key.startswith("_") or not hasattr(cfg, key):
+                raise ValueError(f"unknown forecast setting {key!r}")
+            setattr(cfg, key, value)
+        with self._lock:
+            try:
+                _core.engine_configure_forecast(self._core, cfg)
+            except RuntimeError as exc:  # std::logic_error: events already applied
+                raise ValueError(str(exc)) from None
+
+    def forecast(self, horizon_s: float = 3600.0, venue: str | None = None, *,
+                 window_pct: float | None = None) -> Forecast:
+        """Expected liquidation notional per bin within ``horizon_s`` seconds.
+
+        Parameters
+        ----------
+        horizon_s : float
+            Forecast horizon in seconds (3600 = the next hour).
+        venue : str, optional
+            One venue, or None for the sum over the engine's venues.
+        window_pct : float, optional
+            Only bins within this fraction of the current price (e.g. 0.1 = +-10 %);
+            default: the whole grid, like :meth:`heatmap`.
+
+        Returns
+        -------
+        Forecast
+        """
+        if not (float(horizon_s) >= 0.0):
+            raise ValueError("horizon_s must be >= 0")
+        slot = -1 if venue is None else self._slot_of(venue)
+        with self._lock:
+            state = _core.engine_forecast_state(self._core, -1)
+            anchor = float(state["anchor_price"])
+            if window_pct is None or anchor <= 0:
+                _, k0, n = self._core.grid
+            else:
+                if not (0 < float(window_pct) < 1):
+                    raise ValueError("window_pct must be in (0, 1)")
+                k0 = max(int(np.floor(anchor * (1 - window_pct) / self._step)), 0)
+                n = int(np.ceil(anchor * (1 + window_pct) / self._step)) - k0 + 1
+            out, reach = _core.engine_forecast(self._core, [slot], float(horizon_s), int(k0),
+                                               int(n))
+        prices = (np.arange(int(n), dtype=float) + int(k0)) * self._step
+        sigma = float(np.sqrt(state["variance_rate"] * float(horizon_s)))
+        return Forecast(prices, out[0, 0], out[0, 1], reach, venue, anchor, float(horizon_s), sigma)
+
+    def forecast_state(self, venue: str | None = None) -> dict[str, Any]:
+        """The forecast's online state.
+
+        Engine-wide (``venue=None``): ``anchor_price`` (where reach is measured from),
+        ``variance_rate`` and ``sigma_1h`` (realised volatility), ``survival_z`` (the
+        calibrated probability that price moves z sigmas within a horizon, z = 0, 0.1,
+        ..., 10) and ``calibration_n``. Per venue, by side (``_long``/``_short``):
+        ``reach_scale`` (a, on the map part), ``continuation`` (b, the branching
+        ratio of the cascade term), ``background`` (c), ``map_shift_bins`` (reported
+        minus trigger price), ``continuation_kernel`` (offsets -64..64 bins),
+        ``burst_usd``, ``anchor``, ``events`` and ``unexplained``."""
+        slot = -1 if venue is None else self._slot_of(venue)
+        with self._lock:
+            return dict(_core.engine_forecast_state(self._core, slot))
+    # [forecast] end -----------------------------------------------------------
     # ---- cascade ----------------------------------------------------------------
     def cascade(self, side: str, levels: int = 10) -> np.ndarray:
         """Cascade forecast on one side, walked over the summed map from the current price.
