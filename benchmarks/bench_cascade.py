@@ -92,7 +92,8 @@ def test_chain_update_burst(benchmark):
     e = benchmark.pedantic(run, rounds=10, iterations=1)
     st = e.cascade_state()
     assert st["chains_total"] + st["open_long"] + st["open_short"] == _numpy_chain_count(ev)
-    benchmark.extra_info["per_event_ns"] = benchmark.stats.stats.mean / N_BURST * 1e9
+    if benchmark.stats:  # None under --benchmark-disable
+        benchmark.extra_info["per_event_ns"] = benchmark.stats.stats.mean / N_BURST * 1e9
 
 
 @pytest.mark.benchmark(group="cascade-chain-per-event")

@@ -362,12 +362,12 @@ def test_live_reconnects_and_matches_offline_replay(tmp_path):
             np.testing.assert_allclose(
                 eng.leverage_mix(v, side)[1], ref.leverage_mix(v, side)[1], rtol=1e-9
             )
-    # periodic + final snapshot (heatmap .npz, as this engine has no save())
+    # periodic + final snapshot: the engine's full state (Engine.save, heatcore.persist)
     assert client.snapshots >= 1
-    with np.load(tmp_path / "snap.npz") as z:
-        m = eng.heatmap()
-        np.testing.assert_allclose(z["long"], m.long)
-        np.testing.assert_allclose(z["short"], m.short)
+    snap = hc.Engine.load(tmp_path / "snap.npz")
+    m, z = eng.heatmap(), snap.heatmap()
+    np.testing.assert_array_equal(z.long, m.long)
+    np.testing.assert_array_equal(z.short, m.short)
 
 
 def test_record_then_replay_matches_offline(tmp_path):
@@ -579,8 +579,8 @@ def test_cli_live_and_record_against_local_server(tmp_path):
         )
     )
     assert rc == 0
-    with np.load(snap) as z:
-        assert z["long"].sum() > 0 and z["short"].sum() > 0
+    z = hc.Engine.load(snap).heatmap()  # the engine's snapshot (Engine.save)
+    assert z.long.sum() > 0 and z.short.sum() > 0
     recs = [r for _, r in hc.events.iter_records(out)]
     expected = []
     p = Parser("bybit", symbols=["BTCUSDT"])

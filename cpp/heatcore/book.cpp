@@ -9,6 +9,11 @@ namespace heatcore {
 namespace {
 constexpr std::int64_t kEmptyLo = std::numeric_limits<std::int64_t>::max() / 4;
 constexpr std::int64_t kEmptyHi = std::numeric_limits<std::int64_t>::min() / 4;
+
+// Level bin of entry bin e under ratio r (the lower of the two bins it is split over).
+inline std::int64_t level_bin(std::int64_t e, double r) noexcept {
+  return static_cast<std::int64_t>(std::floor(static_cast<double>(e) * r));
+}
 }  // namespace
 
 SideBook::SideBook(Side side, std::vector<double> ratios, std::vector<double> weights)
@@ -18,25 +23,84 @@ SideBook::SideBook(Side side, std::vector<double> ratios, std::vector<double> we
   consumed_.assign(t, 0.0);
   lo_.assign(t, kEmptyLo);
   hi_.assign(t, kEmptyHi);
+  mk0_.assign(t, 0);
+  moff_.assign(t, 0);
+  mlen_.assign(t, 0);
   rmin_ = *std::min_element(ratio_.begin(), ratio_.end());
   rmax_ = *std::max_element(ratio_.begin(), ratio_.end());
 }
 
 void SideBook::regrid(const PriceGrid& old_grid, const PriceGrid& new_grid) {
-  const std::size_t t_count = tiers();
+  // D and M_t are indexed by their own windows; only H follows the level grid.
   const auto nn = static_cast<std::size_t>(new_grid.n);
   const auto on = static_cast<std::size_t>(old_grid.n);
   const auto shift = static_cast<std::size_t>(old_grid.k0 - new_grid.k0);
-  std::vector<double> d(t_count * nn, 0.0);
   std::vector<double> h(nn, 0.0);
-  if (on > 0) {
+  if (on > 0) std::copy_n(map_.begin(), on, h.begin() + static_cast<std::ptrdiff_t>(shift));
+  map_.swap(h);
+}
+
+void SideBook::layout_tier_maps(bool keep) {
+  const std::size_t t_count = tiers();
+  std::vector<std::int64_t> mk0(t_count);
+  std::vector<std::size_t> moff(t_count), mlen(t_count);
+  std::size_t total = 0;
+  for (std::size_t t = 0; t < t_count; ++t) {
+    moff[t] = total;
+    if (en_ == 0) {
+      mk0[t] = 0;
+      mlen[t] = 0;
+      continue;
+    }
+    // Entry bins ek0_ .. ek0_+en_-1 deposit into level bins floor(e r) and floor(e r) + 1.
+    const std::int64_t a = level_bin(ek0_, ratio_[t]);
+    const std::int64_t b = level_bin(ek0_ + en_ - 1, ratio_[t]) + 1;
+    mk0[t] = a;
+    mlen[t] = static_cast<std::size_t>(b - a + 1);
+    total += mlen[t];
+  }
+  std::vector<double> m(total, 0.0);
+  if (keep) {
+    for (std::size_t t = 0; t < t_count; ++t) {
+      const std::int64_t lo = std::max(mk0[t], mk0_[t]);
+      const std::int64_t hi = std::min(mk0[t] + static_cast<std::int64_t>(mlen[t]),
+                                       mk0_[t] + static_cast<std::int64_t>(mlen_[t]));
+      for (std::int64_t k = lo; k < hi; ++k)
+        m[moff[t] + static_cast<std::size_t>(k - mk0[t])] = tmap_[moff_[t] + static_cast<std::size_t>(k - mk0_[t])];
+    }
+  }
+  tmap_.swap(m);
+  mk0_.swap(mk0);
+  moff_.swap(moff);
+  mlen_.swap(mlen);
+}
+
+void SideBook::cover_entry(std::int64_t e) {
+  if (en_ > 0 && e >= ek0_ && e < ek0_ + en_) return;
+  std::int64_t k0, n;
+  if (en_ == 0) {
+    k0 = e - 64;
+    n = 129;
+  } else {
+    // Headroom so that a drifting price costs amortised O(1) re-layouts.
+    const std::int64_t pad = std::max<std::int64_t>(64, en_ / 2);
+    const std::int64_t old_hi = ek0_ + en_ - 1;
+    k0 = e < ek0_ ? e - pad : ek0_;
+    const std::int64_t hi = e > old_hi ? e + pad : old_hi;
+    n = hi - k0 + 1;
+  }
+  const std::size_t t_count = tiers();
+  std::vector<double> d(t_count * static_cast<std::size_t>(n), 0.0);
+  if (en_ > 0) {
+    const auto shift = static_cast<std::size_t>(ek0_ - k0);
     for (std::size_t t = 0; t < t_count; ++t)
-      std::copy_n(d_.begin() + static_cast<std::ptrdiff_t>(t * on), on,
-                  d.begin() + static_cast<std::ptrdiff_t>(t * nn + shift));
-    std::copy_n(map_.begin(), on, h.begin() + static_cast<std::ptrdiff_t>(shift));
+      std::copy_n(d_.begin() + static_cast<std::ptrdiff_t>(t * static_cast<std::size_t>(en_)), en_,
+                  d.begin() + static_cast<std::ptrdiff_t>(t * static_cast<std::size_t>(n) + shift));
   }
   d_.swap(d);
-  map_.swap(h);
+  ek0_ = k0;
+  en_ = n;
+  layout_tier_maps(true);
 }
 
 void SideBook::deposit(const PriceGrid& g, std::size_t t, std::int64_t e, double qty, double sign) {
@@ -45,6 +109,15 @@ void SideBook::deposit(const PriceGrid& g, std::size_t t, std::int64_t e, double
   const double kf = std::floor(x);
   const double frac = x - kf;
   const auto k = static_cast<std::int64_t>(kf);
+  const double usd_t = sign * qty * x * g.step;
+  // M_t: the tier's window covers every level of the entry window by construction.
+  double* m = tmap_.data() + moff_[t] + static_cast<std::size_t>(k - mk0_[t]);
+  m[0] += usd_t * (1.0 - frac);
+  m[1] += usd_t * frac;
+  if (sign < 0) {
+    if (m[0] < 0) m[0] = 0;
+    if (m[1] < 0) m[1] = 0;
+  }
   const double usd = sign * w_[t] * qty * x * g.step;
   const auto i = static_cast<std::size_t>(k - g.k0);
   // Coverage is the engine's job; the guard keeps a bad caller from writing out of range.
@@ -58,7 +131,8 @@ void SideBook::deposit(const PriceGrid& g, std::size_t t, std::int64_t e, double
 }
 
 void SideBook::add(const PriceGrid& g, std::size_t t, std::int64_t e, double qty) {
-  d_[t * static_cast<std::size_t>(g.n) + static_cast<std::size_t>(e - g.k0)] += qty;
+  cover_entry(e);
+  row(t)[e - ek0_] += qty;
   tot_[t] += qty;
   lo_[t] = std::min(lo_[t], e);
   hi_[t] = std::max(hi_[t], e);
@@ -71,9 +145,25 @@ void SideBook::add_all_tiers(const PriceGrid& g, std::int64_t e, double qty) {
 
 void SideBook::scale_tier(const PriceGrid& g, std::size_t t, double factor) {
   if (empty_tier(t)) return;
-  double* row = d_.data() + t * static_cast<std::size_t>(g.n);
-  for (std::int64_t e = lo_[t]; e <= hi_[t]; ++e) row[e - g.k0] *= factor;
+  double* d = row(t) + (lo_[t] - ek0_);
+  const auto len = static_cast<std::size_t>(hi_[t] - lo_[t] + 1);
+  for (std::size_t i = 0; i < len; ++i) d[i] *= factor;
   tot_[t] *= factor;
+  // H loses w[t] * (1 - factor) of M_t over the levels of [lo, hi]; dense, so it vectorises.
+  const std::int64_t a = level_bin(lo_[t], ratio_[t]);
+  const std::int64_t b = level_bin(hi_[t], ratio_[t]) + 1;
+  double* m = tmap_.data() + moff_[t];
+  const double cut = w_[t] * (1.0 - factor);
+  const std::int64_t ha = std::max(a, g.k0), hb = std::min(b, g.k0 + g.n - 1);
+  if (cut != 0.0 && ha <= hb) {
+    const double* ms = m + (ha - mk0_[t]);
+    double* h = map_.data() + (ha - g.k0);
+    const auto hn = static_cast<std::size_t>(hb - ha + 1);
+    for (std::size_t i = 0; i < hn; ++i) h[i] = std::max(h[i] - cut * ms[i], 0.0);
+  }
+  double* ms = m + (a - mk0_[t]);
+  const auto mn = static_cast<std::size_t>(b - a + 1);
+  for (std::size_t i = 0; i < mn; ++i) ms[i] *= factor;
   if (factor == 0.0) {
     lo_[t] = kEmptyLo;
     hi_[t] = kEmptyHi;
@@ -83,18 +173,20 @@ void SideBook::scale_tier(const PriceGrid& g, std::size_t t, double factor) {
 double SideBook::consume(const PriceGrid& g, double price) {
   const double u = price / g.step;  // price in bin units
   double expected = 0.0;
-  const auto n = static_cast<std::size_t>(g.n);
   for (std::size_t t = 0; t < tiers(); ++t) {
     if (empty_tier(t)) continue;
-    double* row = d_.data() + t * n;
+    double* rw = row(t);
     const double r = ratio_[t];
     if (side_ == Side::long_) {
+      // Cheap exit before the division: the tier's highest level lies clearly
+      // below price (the margin keeps the exact test below authoritative).
+      if (static_cast<double>(hi_[t]) * r < u * (1.0 - 1e-12)) continue;
       // Longs at entry e die once price <= e * r, i.e. every e >= u / r.
       const double kc_f = std::ceil(u / r);
       if (kc_f > static_cast<double>(hi_[t])) continue;
       const std::int64_t kc = std::max(static_cast<std::int64_t>(kc_f), lo_[t]);
       for (std::int64_t e = hi_[t]; e >= kc; --e) {
-        double& q = row[e - g.k0];
+        double& q = rw[e - ek0_];
         if (q == 0.0) continue;
         expected += w_[t] * q * static_cast<double>(e) * r * g.step;
         consumed_[t] += q;
@@ -104,12 +196,13 @@ double SideBook::consume(const PriceGrid& g, double price) {
       }
       hi_[t] = kc - 1;
     } else {
+      if (static_cast<double>(lo_[t]) * r > u * (1.0 + 1e-12)) continue;
       // Shorts at entry e die once price >= e * r, i.e. every e <= u / r.
       const double kc_f = std::floor(u / r);
       if (kc_f < static_cast<double>(lo_[t])) continue;
       const std::int64_t kc = std::min(static_cast<std::int64_t>(kc_f), hi_[t]);
       for (std::int64_t e = lo_[t]; e <= kc; ++e) {
-        double& q = row[e - g.k0];
+        double& q = rw[e - ek0_];
         if (q == 0.0) continue;
         expected += w_[t] * q * static_cast<double>(e) * r * g.step;
         consumed_[t] += q;
@@ -129,47 +222,74 @@ double SideBook::consume(const PriceGrid& g, double price) {
   return expected;
 }
 
-void SideBook::rebuild_map(const PriceGrid& g) {
-  std::fill(map_.begin(), map_.end(), 0.0);
-  const auto n = static_cast<std::size_t>(g.n);
+void SideBook::rebuild_tier_maps(const PriceGrid& g) {
+  std::fill(tmap_.begin(), tmap_.end(), 0.0);
   for (std::size_t t = 0; t < tiers(); ++t) {
     if (empty_tier(t)) continue;
-    const double* row = d_.data() + t * n;
-    const bool weighted = w_[t] != 0.0;
+    const double* rw = row(t);
+    const double r = ratio_[t];
+    double* m = tmap_.data() + moff_[t];
     double total = 0.0;
     for (std::int64_t e = lo_[t]; e <= hi_[t]; ++e) {
-      const double q = row[e - g.k0];
+      const double q = rw[e - ek0_];
       if (q == 0.0) continue;
       total += q;
-      if (weighted) deposit(g, t, e, q, +1.0);
+      const double x = static_cast<double>(e) * r;
+      const double kf = std::floor(x);
+      const double frac = x - kf;
+      const double usd = q * x * g.step;
+      double* mk = m + (static_cast<std::int64_t>(kf) - mk0_[t]);
+      mk[0] += usd * (1.0 - frac);
+      mk[1] += usd * frac;
     }
     tot_[t] = total;  // re-anchor the running total on the stored mass
   }
 }
 
+void SideBook::map_from_tier_maps(const PriceGrid& g) {
+  std::fill(map_.begin(), map_.end(), 0.0);
+  for (std::size_t t = 0; t < tiers(); ++t) {
+    if (empty_tier(t) || w_[t] == 0.0 || mlen_[t] == 0) continue;
+    const std::int64_t a = std::max(mk0_[t], g.k0);
+    const std::int64_t b = std::min(mk0_[t] + static_cast<std::int64_t>(mlen_[t]), g.k0 + g.n);
+    if (a >= b) continue;
+    const double wt = w_[t];
+    const double* m = tmap_.data() + moff_[t] + (a - mk0_[t]);
+    double* h = map_.data() + (a - g.k0);
+    const auto len = static_cast<std::size_t>(b - a);
+    for (std::size_t i = 0; i < len; ++i) h[i] += wt * m[i];
+  }
+}
+
+void SideBook::rebuild_map(const PriceGrid& g) {
+  rebuild_tier_maps(g);
+  map_from_tier_maps(g);
+}
+
 void SideBook::set_weights(const PriceGrid& g, const std::vector<double>& w) {
   w_ = w;
-  rebuild_map(g);
+  // M_t does not depend on the mix: H is a dense weighted sum of the tier maps.
+  map_from_tier_maps(g);
 }
 
 void SideBook::set_ratios(const PriceGrid& g, const std::vector<double>& ratios) {
   ratio_ = ratios;
   rmin_ = *std::min_element(ratio_.begin(), ratio_.end());
   rmax_ = *std::max_element(ratio_.begin(), ratio_.end());
+  layout_tier_maps(false);
   rebuild_map(g);
 }
 
-void SideBook::tier_exposure_near(const PriceGrid& g, double x_lo, double x_hi, double* out) const {
-  const auto n = static_cast<std::size_t>(g.n);
+void SideBook::tier_exposure_near(const PriceGrid& /*g*/, double x_lo, double x_hi, double* out) const {
   for (std::size_t t = 0; t < tiers(); ++t) {
     out[t] = 0.0;
     if (empty_tier(t)) continue;
     const double r = ratio_[t];
     const auto e_lo = std::max(static_cast<std::int64_t>(std::ceil(x_lo / r)), lo_[t]);
     const auto e_hi = std::min(static_cast<std::int64_t>(std::floor(x_hi / r)), hi_[t]);
-    const double* row = d_.data() + t * n;
+    const double* rw = row(t);
     double s = 0.0;
-    for (std::int64_t e = e_lo; e <= e_hi; ++e) s += row[e - g.k0];
+    for (std::int64_t e = e_lo; e <= e_hi; ++e) s += rw[e - ek0_];
     out[t] = s;
   }
 }
@@ -178,6 +298,13 @@ double SideBook::exposure_total() const noexcept {
   double s = 0.0;
   for (std::size_t t = 0; t < tiers(); ++t) s += w_[t] * tot_[t];
   return s;
+}
+
+std::size_t SideBook::memory_bytes() const noexcept {
+  return sizeof(double) * (d_.capacity() + tmap_.capacity() + map_.capacity() + ratio_.capacity() +
+                           w_.capacity() + tot_.capacity() + consumed_.capacity()) +
+         sizeof(std::int64_t) * (lo_.capacity() + hi_.capacity() + mk0_.capacity()) +
+         sizeof(std::size_t) * (moff_.capacity() + mlen_.capacity());
 }
 
 }  // namespace heatcore

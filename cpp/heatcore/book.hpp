@@ -9,6 +9,15 @@
 // through ratio[t] is kept in USD at the liquidation price, split linearly
 // between the two bins around each level so that it is smooth and conserves mass.
 //
+// Storage (performance): D lives on the book's own *entry window* (the entry
+// bins that prices have visited, grown on demand), not on the whole level grid:
+// entries only ever sit near prices seen, while the level grid must span every
+// tier's levels (about 0.5x..2x price), so this keeps D ~20x smaller. Beside H the
+// book keeps each tier's unweighted map M_t (USD at the level) on that tier's
+// level window, so that a proportional closing (scale_tier) and a mix change
+// update H with dense O(window) arithmetic instead of re-depositing every entry:
+// H == sum_t w[t] * M_t up to rounding.
+//
 // Invariants (checked by tests):
 //  * tot[t] == sum_e D[t][e] (base units) for every tier;
 //  * after an open-interest reconciliation, tot[t] == OI (base) for every tier;
@@ -23,6 +32,11 @@
 #include "heatcore/types.hpp"
 
 namespace heatcore {
+
+namespace serial {
+class Writer;
+class Reader;
+}  // namespace serial
 
 struct PriceGrid {
   double step = 50.0;
@@ -46,7 +60,7 @@ class SideBook {
   void add(const PriceGrid& g, std::size_t t, std::int64_t e, double qty);
   // Add `qty` to every tier at entry bin `e` (an opening of unknown leverage).
   void add_all_tiers(const PriceGrid& g, std::int64_t e, double qty);
-  // Scale tier t by `factor` in [0, 1] (proportional closing). Leaves H stale.
+  // Scale tier t by `factor` in [0, 1] (proportional closing); H and M_t follow.
   void scale_tier(const PriceGrid& g, std::size_t t, double factor);
 
   // Consume every level crossed by a move to price `p` (in price units).
@@ -70,9 +84,15 @@ class SideBook {
   const std::vector<double>& tier_consumed() const noexcept { return consumed_; }
   double exposure_total() const noexcept;   // sum_t w[t] tot[t], base units
   double expected_usd() const noexcept { return expected_usd_; }
-  double tier_mass(const PriceGrid& g, std::size_t t, std::int64_t e) const noexcept {
-    return d_[t * static_cast<std::size_t>(g.n) + static_cast<std::size_t>(e - g.k0)];
+  double tier_mass(const PriceGrid& /*g*/, std::size_t t, std::int64_t e) const noexcept {
+    return e >= ek0_ && e < ek0_ + en_ ? d_[t * static_cast<std::size_t>(en_) + static_cast<std::size_t>(e - ek0_)]
+                                       : 0.0;
   }
+  // The entry window [entry_first(), entry_first() + entry_bins()) that D covers.
+  std::int64_t entry_first() const noexcept { return ek0_; }
+  std::int64_t entry_bins() const noexcept { return en_; }
+  // Bytes held by the book's arrays (for memory accounting).
+  std::size_t memory_bytes() const noexcept;
   // Lowest / highest bin a tier's levels can occupy (for grid coverage).
   double min_ratio() const noexcept { return rmin_; }
   double max_ratio() const noexcept { return rmax_; }
@@ -80,13 +100,35 @@ class SideBook {
   std::int64_t lo(std::size_t t) const noexcept { return lo_[t]; }
   std::int64_t hi(std::size_t t) const noexcept { return hi_[t]; }
 
+  // ---- persist (defined in serialize.cpp) ----
+  // Exact state of the book on grid `g` (the side is written by the caller).
+  void save(serial::Writer& w, const PriceGrid& g) const;
+  // Fill a freshly constructed book (all tiers empty, same side and tier count)
+  // from save()'s bytes; throws serial::SnapshotError and leaves *this unchanged.
+  void load(serial::Reader& r, const PriceGrid& g);
+
  private:
   void deposit(const PriceGrid& g, std::size_t t, std::int64_t e, double qty, double sign);
+  // Make the entry window cover entry bin e (amortised: grows with headroom).
+  void cover_entry(std::int64_t e);
+  // Lay out the per-tier map windows for the entry window and the ratios; keeps
+  // the values of M where old and new windows overlap when `keep` is set.
+  void layout_tier_maps(bool keep);
+  // Recompute every M_t from D, then H = sum_t w[t] M_t.
+  void rebuild_tier_maps(const PriceGrid& g);
+  void map_from_tier_maps(const PriceGrid& g);
+  // Tier t's row of D; entry bin e sits at row(t)[e - ek0_].
+  double* row(std::size_t t) noexcept { return d_.data() + t * static_cast<std::size_t>(en_); }
+  const double* row(std::size_t t) const noexcept { return d_.data() + t * static_cast<std::size_t>(en_); }
 
   Side side_ = Side::long_;
   std::vector<double> ratio_;      // LP / EP per tier
   std::vector<double> w_;          // mixture weights, sum to 1
-  std::vector<double> d_;          // tiers x n, base units by entry bin
+  std::vector<double> d_;          // tiers x en_, base units by entry bin (entry window)
+  std::int64_t ek0_ = 0, en_ = 0;  // entry window: absolute entry bins [ek0_, ek0_ + en_)
+  std::vector<double> tmap_;       // per tier M_t, USD at the level, unweighted (tier windows)
+  std::vector<std::int64_t> mk0_;  // per tier, absolute level bin of M_t's first element
+  std::vector<std::size_t> moff_, mlen_;  // per tier, offset into tmap_ and window length
   std::vector<double> tot_;        // per tier, base units
   std::vector<double> consumed_;   // per tier, cumulative base units crossed
   std::vector<std::int64_t> lo_, hi_;  // per tier, absolute entry bins that may hold mass

@@ -37,6 +37,11 @@
 
 namespace heatcore {
 
+namespace serial {  // persist
+class Writer;
+class Reader;
+}  // namespace serial
+
 inline constexpr int kMaxCascadeLevels = 10;
 
 struct CascadeConfig {
@@ -180,6 +185,12 @@ class CascadeModel {
   std::uint64_t dropped_forecasts() const noexcept { return dropped_; }
   // Bytes held by the model's buffers: fixed at construction.
   std::size_t memory_bytes() const noexcept;
+
+  // ---- persist (defined in serialize.cpp) ----
+  // The learned state (not the config: the caller writes that). load() fills a
+  // model constructed with the same config and venue count; throws serial::SnapshotError.
+  void save(serial::Writer& w) const;
+  void load(serial::Reader& r);
 
  private:
   struct Pending {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 namespace heatcore {
@@ -67,7 +68,32 @@ Engine::Engine(EngineConfig config) : cfg_(std::move(config)) {
     calibrating_ = cfg_.calibrate;
   }
   // [calibrator] end
+  recent_.assign(kRecentEvents, 0);  // persist: duplicate filter
+  fc_ = Forecaster(cfg_.forecast, venues_.size());  // [forecast]
   cascade_ = CascadeModel(cfg_.cascade, venues_.size());  // cascade
+}
+
+// ---- persist: duplicate filter --------------------------------------------------
+// A 64-bit fingerprint of everything that makes an event what it is. Replayed
+// or doubly delivered events (reconnects, overlapping REST and websocket feeds)
+// repeat all of it; two distinct events practically never do.
+std::uint64_t Engine::fingerprint(std::int64_t ts, std::size_t slot, EventKind kind, int side, double price,
+                                  double value) noexcept {
+  auto mix = [](std::uint64_t h, std::uint64_t x) noexcept {
+    h ^= x + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 29);
+  };
+  std::uint64_t pb, vb;
+  std::memcpy(&pb, &price, sizeof pb);
+  std::memcpy(&vb, &value, sizeof vb);
+  std::uint64_t h = mix(0x6A09E667F3BCC908ull, static_cast<std::uint64_t>(ts));
+  h = mix(h, (static_cast<std::uint64_t>(slot) << 16) | (static_cast<std::uint64_t>(kind) << 8) |
+                 static_cast<std::uint8_t>(static_cast<std::int8_t>(side)));
+  h = mix(h, pb);
+  h = mix(h, vb);
+  return h == 0 ? 1 : h;  // 0 marks an empty slot
 }
 
 std::int64_t Engine::bin_of(double price) const noexcept {
@@ -90,6 +116,8 @@ Reject Engine::check_price(const VenueState& v, double price) const {
   if (!(price > 0.0)) return Reject::non_positive_price;
   // Bins are indexed by int64; a price that cannot be binned is not a price.
   if (price / grid_.step > 1e15) return Reject::absurd_price;
+  // persist: nor is one a billion times finer than a bin (1 / price would overflow OI in base units).
+  if (price / grid_.step < 1e-9) return Reject::absurd_price;
   const double last = v.stats.last_price > 0.0 ? v.stats.last_price : ref_price_;
   if (last > 0.0 && (price > last * cfg_.max_price_ratio || price < last / cfg_.max_price_ratio))
     return Reject::absurd_price;
@@ -143,6 +171,9 @@ Reject Engine::update_price(std::size_t slot, std::int64_t ts, double price) {
   VenueState& v = venues_.at(slot);
   if (Reject r = check_time(ts); r != Reject::ok) return count(r);
   if (Reject r = check_price(v, price); r != Reject::ok) return count(r);
+  const std::uint64_t fp = fingerprint(ts, slot, EventKind::price, 0, price, 0.0);  // persist
+  if (is_duplicate(fp)) return count(Reject::duplicate);
+  remember(fp);
   touch_time(ts);
   calib_.on_mark(slot, ts, price);  // [calibrator]
   v.stats.own_price = true;
@@ -153,6 +184,8 @@ Reject Engine::update_price(std::size_t slot, std::int64_t ts, double price) {
   // Venues without a price feed of their own follow the latest price seen anywhere.
   for (auto& other : venues_)
     if (!other.stats.own_price) apply_price(other, price);
+  fc_.on_price(ts, price);   // [forecast]
+  forecast_refresh(ts);      // [forecast]
   cascade_on_price(slot, ts, price);  // cascade
   return Reject::ok;
 }
@@ -197,7 +230,8 @@ void Engine::reconcile(VenueState& v, double price, double oi_base) {
         book.scale_tier(grid_, t, oi_base / tot);    // closings, proportional
       }
     }
-    book.rebuild_map(grid_);
+    // Both branches keep H in step (add deposits, scale_tier subtracts w*(1-f)*M_t):
+    // a reading costs O(tiers x occupied window), not a rebuild of the map.
   }
 }
 
@@ -207,11 +241,15 @@ Reject Engine::update_open_interest(std::size_t slot, std::int64_t ts, double oi
   if (!std::isfinite(oi_usd) || !std::isfinite(price)) return count(Reject::non_finite);
   // A zero or missing reading is a gap in the feed, never "everything closed".
   if (!(oi_usd > 0.0)) return count(Reject::non_positive_size);
+  if (oi_usd > kMaxUsd) return count(Reject::absurd_size);  // persist
   if (price < 0.0) return count(Reject::non_positive_price);
   if (price == 0.0) price = v.stats.last_price > 0.0 ? v.stats.last_price : ref_price_;
   if (!(price > 0.0)) return count(Reject::no_price);
   if (Reject r = check_price(v, price); r != Reject::ok) return count(r);
   const double oi_base = oi_usd / price;
+  if (!std::isfinite(oi_base)) return count(Reject::absurd_size);  // persist
+  const std::uint64_t fp = fingerprint(ts, slot, EventKind::open_interest, 0, price, oi_usd);  // persist
+  if (is_duplicate(fp)) return count(Reject::duplicate);
   // Coverage of every entry the update may write, decided before any state changes.
   const auto& s = v.stats;
   const bool first = s.oi_base == 0.0;
@@ -221,6 +259,7 @@ Reject Engine::update_open_interest(std::size_t slot, std::int64_t ts, double oi
     hi = std::max(s.max_price > 0.0 ? s.max_price : price, price * (1.0 + cfg_.seed_spread));
   }
   if (!cover_entries(v, lo, hi)) return count(Reject::grid_limit);
+  remember(fp);
   touch_time(ts);
   if (first) seed_book(v, price, oi_base);
   else reconcile(v, price, oi_base);
@@ -238,8 +277,16 @@ Reject Engine::on_liquidation(std::size_t slot, std::int64_t ts, Side side, doub
   if (Reject r = check_price(v, price); r != Reject::ok) return count(r);
   if (!std::isfinite(notional_usd)) return count(Reject::non_finite);
   if (!(notional_usd > 0.0)) return count(Reject::non_positive_size);
+  // persist: one liquidation cannot exceed the venue's whole open interest.
+  if (notional_usd > kMaxUsd || (v.stats.oi_base > 0.0 && notional_usd > v.stats.oi_base * price))
+    return count(Reject::absurd_size);
+  const std::uint64_t fp = fingerprint(ts, slot, EventKind::liquidation, static_cast<int>(side), price,
+                                       notional_usd);
+  if (is_duplicate(fp)) return count(Reject::duplicate);
+  remember(fp);
   touch_time(ts);
   // Learners see the map as it stood before the event.
+  forecast_on_liquidation(slot, side, ts, price, notional_usd);  // [forecast]
   learn_from_liquidation(slot, side, price, notional_usd, price_kind, flags, ts);
   const int si = side_index(side);
   v.stats.observed_usd[si] += notional_usd;
@@ -351,6 +398,33 @@ void Engine::set_mix(std::size_t slot, Side side, const std::vector<double>& w) 
   if (side != Side::long_ && side != Side::short_) throw std::invalid_argument("side must be long or short");
   v.book[side_index(side)].set_weights(grid_, normalized(w, tier_count(), "mix"));
 }
+
+// [forecast] begin
+void Engine::forecast_on_liquidation(std::size_t slot, Side side, std::int64_t ts, double price,
+                                     double notional_usd) {
+  fc_.on_liquidation(slot, side, ts, price, notional_usd, grid_.step);
+  forecast_refresh(ts);
+}
+
+void Engine::forecast_refresh(std::int64_t ts) {
+  if (!fc_.refresh_due(ts)) return;
+  fc_.refresh(ts, grid_, [this](std::size_t v, int s) -> const SideBook& { return venues_[v].book[s]; });
+}
+
+void Engine::configure_forecast(const ForecastConfig& c) {
+  if (last_ts_ != std::numeric_limits<std::int64_t>::min())
+    throw std::logic_error("forecast settings can only change before the first event");
+  fc_ = Forecaster(c, venues_.size());
+  cfg_.forecast = c;
+}
+
+void Engine::forecast(int slot, double horizon_s, std::int64_t k_lo, std::int64_t n, double* long_out,
+                      double* short_out, double* reach_out) const {
+  if (slot >= static_cast<int>(venues_.size())) throw std::out_of_range("venue slot out of range");
+  fc_.fill(grid_, [this](std::size_t v, int s) -> const SideBook& { return venues_[v].book[s]; }, slot,
+           horizon_s, k_lo, n, long_out, short_out, reach_out);
+}
+// [forecast] end
 
 void Engine::set_learning(std::size_t slot, bool enabled) { learn_.at(slot) = enabled ? 1 : 0; }
 

@@ -14,8 +14,10 @@
 
 #include "heatcore/book.hpp"
 #include "heatcore/calibrator.hpp"
+#include "heatcore/forecast.hpp"  // [forecast]
 #include "heatcore/cascade.hpp"
 #include "heatcore/mechanics.hpp"
+#include "heatcore/serialize.hpp"
 #include "heatcore/types.hpp"
 
 namespace heatcore {
@@ -43,6 +45,7 @@ struct EngineConfig {
   bool calibrate = true;               // Exchange Calibrator on (only acts while learning)
   CalibratorConfig calibrator;
   // [calibrator] end
+  ForecastConfig forecast;             // [forecast] horizon forecast (forecast.hpp)
   CascadeConfig cascade;               // chain tracker, Cascade Learner and walk (cascade.hpp)
 };
 
@@ -113,6 +116,15 @@ class Engine {
   void calibrated_window(std::size_t slot, Side side, PriceKind kind, double reported, double min_half_bins,
                          double frac, double& x_lo, double& x_hi) const;
   // [calibrator] end
+  // [forecast] begin: the horizon forecast (forecast.hpp) on absolute bins
+  // k_lo .. k_lo+n-1 of one venue (slot >= 0) or summed over venues; reach_out gets
+  // the probability that price reaches each bin within the horizon.
+  const Forecaster& forecaster() const noexcept { return fc_; }
+  // Replace the forecast settings; only before the first accepted event.
+  void configure_forecast(const ForecastConfig& c);
+  void forecast(int slot, double horizon_s, std::int64_t k_lo, std::int64_t n, double* long_out,
+                double* short_out, double* reach_out) const;
+  // [forecast] end
 
   const std::array<std::uint64_t, kRejectReasons>& rejected() const noexcept { return rejected_; }
   std::int64_t last_ts() const noexcept { return last_ts_; }
@@ -129,7 +141,30 @@ class Engine {
   // ---- end cascade ----
   double reference_price() const noexcept { return ref_price_; }
 
+  // ---- persist (serialize.hpp; defined in serialize.cpp) ----
+  // Every part of the state as tagged, versioned sections. Exact: an engine
+  // rebuilt by load_state continues bit-identically to this one.
+  void save_state(serial::Writer& w) const;
+  // Rebuild an engine from save_state's sections; throws serial::SnapshotError.
+  // config_only: a fresh engine with the snapshot's configuration (no state).
+  static Engine load_state(serial::Reader& r, bool config_only = false);
+  // Size of the duplicate filter (fingerprints of recently accepted events).
+  static constexpr std::size_t kRecentEvents = 4096;
+  // No open interest or liquidation is this large (USD); larger values are
+  // refused as absurd_size before they can overflow a map total.
+  static constexpr double kMaxUsd = 1e15;
+
  private:
+  // ---- persist: learner state sections (serialize.cpp lists them) ----
+  void save_learner_sections(serial::Writer& w) const;
+  // config_only: apply the section's configuration, not its learned state.
+  bool load_learner_section(const serial::SectionHeader& h, serial::Reader& body, bool config_only);
+  // ---- persist: duplicate filter ----
+  static std::uint64_t fingerprint(std::int64_t ts, std::size_t slot, EventKind kind, int side,
+                                   double price, double value) noexcept;
+  bool is_duplicate(std::uint64_t fp) const noexcept { return recent_[fp & (kRecentEvents - 1)] == fp; }
+  void remember(std::uint64_t fp) noexcept { recent_[fp & (kRecentEvents - 1)] = fp; }
+
   Reject check_time(std::int64_t ts) const;
   Reject check_price(const VenueState& v, double price) const;
   Reject count(Reject r) noexcept;
@@ -146,6 +181,11 @@ class Engine {
   void learn_from_liquidation(std::size_t slot, Side side, double price, double notional_usd,
                               PriceKind price_kind, std::uint8_t flags, std::int64_t ts);
 
+  // [forecast] begin
+  void forecast_on_liquidation(std::size_t slot, Side side, std::int64_t ts, double price, double notional_usd);
+  void forecast_refresh(std::int64_t ts);
+  // [forecast] end
+
   EngineConfig cfg_;
   PriceGrid grid_;
   std::vector<VenueState> venues_;
@@ -157,6 +197,10 @@ class Engine {
   bool calibrating_ = true;       // [calibrator]
   std::int64_t last_ts_ = std::numeric_limits<std::int64_t>::min();
   double ref_price_ = 0.0;
+  // persist: direct-mapped table of recent event fingerprints (0 = empty slot);
+  // sized once at construction, so the check allocates nothing per event.
+  std::vector<std::uint64_t> recent_;
+  Forecaster fc_;  // [forecast]
   // ---- cascade ----
   void cascade_on_price(std::size_t slot, std::int64_t ts, double price);
   void cascade_on_liquidation(Side side, double price, double notional, std::int64_t ts, bool learn);

@@ -52,6 +52,9 @@ enum class Reject : int {
   no_price,             // OI reading before any price for the venue
   absurd_price,         // more than `max_price_jump` away from the venue's last price
   grid_limit,           // the price grid would have to grow beyond its bin limit
+  // ---- persist: reasons added for issue 9 (append new reasons here, never reorder) ----
+  absurd_size,          // a liquidation above the venue's open interest, or any size above 1e15 USD
+  duplicate,            // identical to a recently accepted event (ts, venue, kind, side, price, value)
   count_
 };
 inline constexpr int kRejectReasons = static_cast<int>(Reject::count_);
@@ -68,6 +71,8 @@ inline const char* reject_name(Reject r) noexcept {
     case Reject::no_price: return "no_price";
     case Reject::absurd_price: return "absurd_price";
     case Reject::grid_limit: return "grid_limit";
+    case Reject::absurd_size: return "absurd_size";
+    case Reject::duplicate: return "duplicate";
     default: return "ok";
   }
 }

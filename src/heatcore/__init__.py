@@ -12,7 +12,10 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "not by adding src/ to PYTHONPATH."
     ) from exc
 
-from .engine import CASCADE_DTYPE, Engine, HeatMap, InputError
+from .engine import CASCADE_DTYPE, Engine, Forecast, HeatMap, InputError
+
+# [evaluate] the names shadow the submodules heatcore.evaluate / heatcore.replay on purpose
+from .evaluate import EvaluationReport, evaluate
 from .events import (
     EVENT_DTYPE,
     EventsFormatError,
@@ -21,6 +24,8 @@ from .events import (
     read_events_by_symbol,
     write_events,
 )
+from .persist import SnapshotError
+from .replay import replay
 from .venues import DEFAULT_TIERS, VENUES, get_venue, register_venue
 
 __version__ = "0.1.0"
@@ -31,14 +36,19 @@ __all__ = [
     "EVENT_DTYPE",
     "VENUES",
     "Engine",
+    "EvaluationReport",
     "EventsFormatError",
+    "Forecast",
     "HeatMap",
     "InputError",
+    "SnapshotError",
     "__version__",
+    "evaluate",
     "events_from_records",
     "get_venue",
     "read_events",
     "read_events_by_symbol",
     "register_venue",
+    "replay",
     "write_events",
 ]

@@ -9,6 +9,12 @@ EVENT_ITEMSIZE: int
 
 def reject_name(code: int) -> str: ...
 
+STATE_SECTION_HEADER: int
+
+class SnapshotError(ValueError): ...
+
+def crc32(data: bytes, crc: int = 0) -> int: ...
+
 class Bracket:
     floor: float
     cap: float
@@ -57,6 +63,8 @@ class Engine:
     def ingest(self, events: npt.NDArray[Any]) -> dict[str, Any]: ...
     def heatmap(self, slot: int = -1) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
                                                npt.NDArray[np.float64]]: ...
+    def map_arrays(self, slot: int = -1) -> tuple[int, int, npt.NDArray[np.float64],
+                                                  npt.NDArray[np.float64], float]: ...
     def set_mix(self, slot: int, side: int, w: list[float]) -> None: ...
     def mix(self, slot: int, side: int) -> npt.NDArray[np.float64]: ...
     def ratios(self, slot: int, side: int) -> npt.NDArray[np.float64]: ...
@@ -76,6 +84,9 @@ class Engine:
     def last_ts(self) -> int: ...
     @property
     def reference_price(self) -> float: ...
+    def state_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_state(data: bytes, config_only: bool = False) -> Engine: ...
     # cascade (register_cascade.cpp)
     def cascade(self, side: int, levels: int = 10) -> npt.NDArray[np.float64]: ...
     def cascade_clusters(self, side: int, origin: float, levels: int = 10) -> npt.NDArray[np.float64]: ...
@@ -109,6 +120,40 @@ class CalibratorConfig:
     apply_rel: float
     apply_every: int
     depart_z: float
+    widen_kernel: bool
     def __init__(self) -> None: ...
 
 CASCADE_MAX_LEVELS: int
+
+# ---- forecast (python/register_forecast.cpp) ----
+class ForecastConfig:
+    vol_tau_s: float
+    vol_min_dt_s: float
+    vol_prior_annual: float
+    ref_horizon_s: float
+    checkpoint_every_s: float
+    calib_forget: float
+    calib_prior_n: float
+    burst_tau_s: float
+    base_tau_s: float
+    background_prior: float
+    em_every_s: float
+    em_tau_s: float
+    em_map_horizon_s: float
+    em_prior_n: float
+    reach_prior: float
+    cont_prior: float
+    offset_prior_n: float
+    offset_prior_bins: float
+    offset_forget: float
+    shift_forget: float
+    shift_prior_nats: float
+    liq_anchor_after_s: float
+    learn: bool
+    def __init__(self) -> None: ...
+
+def engine_configure_forecast(engine: Engine, config: ForecastConfig) -> None: ...
+def engine_forecast(engine: Engine, slots: list[int], horizon_s: float, k_lo: int,
+                    n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def engine_forecast_state(engine: Engine, slot: int = -1) -> dict[str, Any]: ...
+# ---- end forecast ----

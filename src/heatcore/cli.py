@@ -119,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_demo)
     v = sub.add_parser("venues", help="print the venue registry")
     v.set_defaults(func=_venues)
+    from .evaluate import register_cli as register_evaluate
     from .live import register_cli as register_live
 
+    register_evaluate(sub)
     register_live(sub)
     return p
 

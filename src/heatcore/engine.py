@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,12 +11,14 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from . import persist as _persist
 from .events import EVENT_DTYPE
 from .venues import DEFAULT_TIERS, PRICE_KINDS, VENUES, get_venue, prior_weights, venue_id
 
-__all__ = ["CASCADE_DTYPE", "Engine", "HeatMap", "InputError"]
+__all__ = ["CASCADE_DTYPE", "Engine", "Forecast", "HeatMap", "InputError"]
 
 _SIDE_CODE = {"long": 1, "short": -1}
+_PRICE_KIND_CODE = {k: i for i, k in enumerate(PRICE_KINDS)}
 
 # ---- cascade ----
 #: One row of :meth:`Engine.cascade`: a level's price, expected observed notional
@@ -96,6 +99,52 @@ class HeatMap:
         return out
 
 
+# [forecast] begin ------------------------------------------------------------
+@dataclass(frozen=True)
+class Forecast:
+    """Expected liquidation notional per price bin within a horizon.
+
+    ``long[i]`` is the USD of long positions expected to be liquidated at
+    ``prices[i]`` within ``horizon_s`` seconds: exposure there times the
+    probability that price reaches it (``reach``), scaled by an online-fitted
+    factor and shifted to where the venue reports its liquidations, plus a
+    continuation part for liquidations that keep coming near the last one during
+    a cascade and a background part spread like the distance-only map; the three
+    scales are fitted online per venue and side (see ``cpp/heatcore/forecast.hpp``).
+
+    Attributes
+    ----------
+    prices : numpy.ndarray
+        Bin centres.
+    long, short : numpy.ndarray
+        Expected liquidated USD per bin within the horizon, by liquidated side.
+    reach : numpy.ndarray
+        Probability that price touches each bin within the horizon.
+    venue : str or None
+        The venue, or None for the sum over venues.
+    price : float
+        The price reach is measured from (0 if none yet).
+    horizon_s : float
+        The horizon in seconds.
+    sigma : float
+        Log-price standard deviation over the horizon (realised volatility).
+    """
+
+    prices: np.ndarray
+    long: np.ndarray
+    short: np.ndarray
+    reach: np.ndarray
+    venue: str | None
+    price: float
+    horizon_s: float
+    sigma: float
+
+    def total(self) -> tuple[float, float]:
+        """Expected liquidated USD within the horizon, long and short."""
+        return float(self.long.sum()), float(self.short.sum())
+# [forecast] end
+
+
 class Engine:
     """Liquidation map of one symbol across venues, learned from observed liquidations.
 
@@ -137,7 +186,14 @@ class Engine:
     Notes
     -----
     Thread safety: every method takes the engine's lock, so one thread may read
-    maps while another ingests; calls are serialised, never interleaved.
+    maps while another ingests; calls are serialised, never interleaved: a map
+    read during an ingest is the map before or after the whole batch, never a
+    mix. The private ``_core`` object has no lock of its own; use it from one
+    thread only.
+
+    Persistence: :meth:`save` / :meth:`load` (atomic, versioned, checksummed
+    snapshot files), pickling (the same bytes), and :meth:`autosnapshot` /
+    :meth:`resume` for continuous operation (see :mod:`heatcore.persist`).
     """
 
     def __init__(
@@ -185,6 +241,7 @@ class Engine:
         self._tiers = np.array(tier_list)
         self._learn = bool(learn)
         self._lock = threading.RLock()
+        self._prices_cache: tuple[int, int, np.ndarray] | None = None
         self._unknown_venues = 0  # refusals the Python layer makes before reaching the core
         # [calibrator] begin
         self._calibrate = bool(learn) if calibrate is None else bool(calibrate)
@@ -195,6 +252,138 @@ class Engine:
         # [calibrator] end
         if cascade:  # cascade
             self._core.configure_cascade(dict(cascade))
+        self._persist_init(0, "")  # persist
+
+    # -- persistence (heatcore.persist) -------------------------------------------
+    def _persist_init(self, events_seen: int, journal_token: str) -> None:
+        self._events_seen = events_seen  # inputs offered to the core, accepted or refused
+        self._journal_token = journal_token
+        self._auto: _persist.AutoSnapshot | None = None
+
+    def _persist_meta(self) -> dict[str, Any]:
+        """What the Python wrapper needs to rebuild itself around a loaded core."""
+        return {"symbol": self._symbol, "step": self._step, "venues": list(self._venues),
+                "tiers": [float(x) for x in self._tiers], "learn": self._learn,
+                "unknown_venues": self._unknown_venues, "events_seen": self._events_seen,
+                "journal_token": self._journal_token, "library": _persist._library_version()}
+
+    @classmethod
+    def _from_snapshot(cls, data: bytes) -> Engine:
+        meta, core = _persist.loads(data)
+        eng = cls.__new__(cls)
+        eng._restore(meta, core)
+        return eng
+
+    def _restore(self, meta: Mapping[str, Any], core: Any) -> None:
+        try:
+            names = tuple(str(v) for v in meta["venues"])
+            tiers = np.array([float(x) for x in meta["tiers"]])
+            if core.venue_count != len(names) or not np.array_equal(core.tiers, tiers):
+                raise _persist.SnapshotError("META does not match the CORE section (venues or tiers)")
+            self._core = core
+            self._symbol = str(meta["symbol"])
+            self._step = float(meta["step"])
+            self._venues = names
+            self._slot = {n: i for i, n in enumerate(names)}
+            self._tiers = tiers
+            self._learn = bool(meta["learn"])
+            self._lock = threading.RLock()
+            self._prices_cache = None
+            self._unknown_venues = int(meta["unknown_venues"])
+            self._persist_init(int(meta["events_seen"]), str(meta.get("journal_token", "")))
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, _persist.SnapshotError):
+                raise
+            raise _persist.SnapshotError(f"META section is incomplete: {e!r}") from None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a snapshot of the whole state to ``path``, atomically.
+
+        The file carries a magic header, the format version, the library version
+        and a CRC-32; a crash during the save leaves the previous file intact.
+        """
+        with self._lock:
+            if self._auto is not None and os.path.abspath(os.fspath(path)) == self._auto.path:
+                self._auto.snapshot(self)  # the autosnapshot path: its journal must restart too
+                return
+            data = _persist.dumps(self)
+        _persist.write_atomic(path, data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Engine:
+        """Rebuild an engine from a snapshot written by :meth:`save` (any earlier
+        format version). Raises :class:`heatcore.SnapshotError` when the file is
+        not a snapshot, corrupt, truncated or written by a newer format."""
+        return cls._from_snapshot(_persist.read_file(path))
+
+    def __getstate__(self) -> bytes:
+        with self._lock:
+            return _persist.dumps(self)
+
+    def __setstate__(self, state: bytes) -> None:
+        meta, core = _persist.loads(state)
+        self._restore(meta, core)
+
+    def autosnapshot(self, path: str | os.PathLike[str] | None, *, every_events: int | None = None,
+                     every_seconds: float | None = None, fsync_journal: bool = False) -> None:
+        """Keep a snapshot at ``path`` up to date for continuous operation.
+
+        Writes a snapshot now, then again after every ``every_events`` inputs or
+        ``every_seconds`` seconds (checked at each input call), whichever comes
+        first. Between snapshots every input is appended to ``<path>.journal``
+        before it is applied, so :meth:`resume` rebuilds exactly the state of a
+        run that never stopped. ``fsync_journal=True`` also survives a machine
+        crash (each append is fsync'ed) at a cost per call. ``path=None`` stops.
+        """
+        with self._lock:
+            if self._auto is not None:
+                self._auto.close()
+                self._auto = None
+            if path is None:
+                return
+            auto = _persist.AutoSnapshot(path, every_events, every_seconds, fsync_journal)
+            _persist.remove_stale_temporaries(auto.path)
+            _persist.remove_stale_temporaries(auto.journal_path)
+            auto.snapshot(self)
+            self._auto = auto
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike[str], *, every_events: int | None = None,
+               every_seconds: float | None = None, fsync_journal: bool = False) -> Engine:
+        """Restart a run kept by :meth:`autosnapshot`: load the snapshot at ``path``
+        and replay the journal recorded after it. Autosnapshot continues when
+        ``every_events`` or ``every_seconds`` is given. ``events_seen`` tells the
+        feeder how many inputs the engine has taken."""
+        eng = cls.load(path)
+        records, _ = _persist.read_journal(os.fspath(path) + ".journal", eng._journal_token)
+        for _kind, events in records:
+            if events is None:
+                eng._unknown_venues += 1
+            else:
+                eng._events_seen += len(events)
+                eng._core.ingest(events)
+        if every_events is not None or every_seconds is not None:
+            eng.autosnapshot(path, every_events=every_events, every_seconds=every_seconds,
+                             fsync_journal=fsync_journal)
+        return eng
+
+    @property
+    def events_seen(self) -> int:
+        """Inputs (events and single updates) offered to the engine, accepted or refused."""
+        return self._events_seen
+
+    def _journal_one(self, kind: int, venue: str, ts_ms: int, price: float, value: float = 0.0,
+                     side: int = 0, price_kind: int = 0, flags: int = 0) -> None:
+        """Before a single update reaches the core: count it and journal it (autosnapshot)."""
+        self._events_seen += 1
+        if self._auto is not None:
+            rec = np.zeros(1, dtype=EVENT_DTYPE)
+            rec[0] = (ts_ms, price, value, venue_id(venue), kind, side, price_kind, flags)
+            self._auto.record_events(rec)
+
+    def _after_input(self, n: int) -> None:
+        if self._auto is not None:
+            self._auto.after(self, n)
 
     # -- properties ---------------------------------------------------------
     @property
@@ -229,6 +418,8 @@ class Engine:
         except KeyError:
             with self._lock:
                 self._unknown_venues += 1
+                if self._auto is not None:
+                    self._auto.record_unknown_venue()
             raise InputError("unknown_venue", f"{venue!r} is not one of this engine's venues") from None
 
     @staticmethod
@@ -238,23 +429,47 @@ class Engine:
 
     def update_price(self, venue: str, ts_ms: int, price: float) -> None:
         """Apply a price (mark) update: levels crossed by the move are consumed."""
-        slot = self._slot_of(venue)
+        # Hot path (bots call it per tick): no work beyond the core call unless refused.
+        slot = self._slot.get(venue)
+        if slot is None:
+            slot = self._slot_of(venue)
+        ts, p = int(ts_ms), float(price)
         with self._lock:
-            self._check(self._core.update_price(slot, int(ts_ms), float(price)),
-                        f"price {price!r} for {venue} at {ts_ms}")
+            if self._auto is None:
+                self._events_seen += 1
+                code = self._core.update_price(slot, ts, p)
+            else:
+                self._journal_one(0, venue, ts, p)
+                try:
+                    code = self._core.update_price(slot, ts, p)
+                finally:
+                    self._after_input(1)
+        if code >= 0:
+            self._check(code, f"price {price!r} for {venue} at {ts_ms}")
 
     def update_open_interest(self, venue: str, ts_ms: int, oi_usd: float,
                              price: float | None = None) -> None:
         """Apply an open-interest reading in USD (converted to base units at
         ``price``, default the venue's last price). Zero or missing readings are
         refused as gaps, never read as "everything closed"."""
-        slot = self._slot_of(venue)
+        slot = self._slot.get(venue)
+        if slot is None:
+            slot = self._slot_of(venue)
         if price is not None and not (float(price) > 0):
             raise InputError("non_positive_price", f"price {price!r} for the OI reading")
+        ts, oi, p = int(ts_ms), float(oi_usd), 0.0 if price is None else float(price)
         with self._lock:
-            self._check(self._core.update_open_interest(slot, int(ts_ms), float(oi_usd),
-                                                        0.0 if price is None else float(price)),
-                        f"open interest {oi_usd!r} for {venue} at {ts_ms}")
+            if self._auto is None:
+                self._events_seen += 1
+                code = self._core.update_open_interest(slot, ts, oi, p)
+            else:
+                self._journal_one(1, venue, ts, p, oi)
+                try:
+                    code = self._core.update_open_interest(slot, ts, oi, p)
+                finally:
+                    self._after_input(1)
+        if code >= 0:
+            self._check(code, f"open interest {oi_usd!r} for {venue} at {ts_ms}")
 
     def on_liquidation(self, venue: str, ts_ms: int, side: str, price: float, notional_usd: float,
                        *, price_kind: str = "unknown", sampled: bool = False) -> None:
@@ -263,15 +478,27 @@ class Engine:
         The event is scored against the map as it stood before it, then updates
         the learners.
         """
-        slot = self._slot_of(venue)
-        if price_kind not in PRICE_KINDS:
+        slot = self._slot.get(venue)
+        if slot is None:
+            slot = self._slot_of(venue)
+        kind = _PRICE_KIND_CODE.get(price_kind)
+        if kind is None:
             raise InputError("unknown_kind", f"price_kind must be one of {PRICE_KINDS}")
+        ts, p, q = int(ts_ms), float(price), float(notional_usd)
+        # An unknown side goes to the core as 0 so that it is refused and counted there.
+        code, pk, fl = _SIDE_CODE.get(side, 0), kind, 1 if sampled else 0
         with self._lock:
-            # An unknown side goes to the core as 0 so that it is refused and counted there.
-            self._check(self._core.on_liquidation(slot, int(ts_ms), _SIDE_CODE.get(side, 0), float(price),
-                                                  float(notional_usd), PRICE_KINDS.index(price_kind),
-                                                  1 if sampled else 0),
-                        f"liquidation {side} {notional_usd!r} @ {price!r} on {venue} at {ts_ms}")
+            if self._auto is None:
+                self._events_seen += 1
+                rc = self._core.on_liquidation(slot, ts, code, p, q, pk, fl)
+            else:
+                self._journal_one(2, venue, ts, p, q, code, pk, fl)
+                try:
+                    rc = self._core.on_liquidation(slot, ts, code, p, q, pk, fl)
+                finally:
+                    self._after_input(1)
+        if rc >= 0:
+            self._check(rc, f"liquidation {side} {notional_usd!r} @ {price!r} on {venue} at {ts_ms}")
 
     def ingest(self, events: np.ndarray) -> dict[str, Any]:
         """Apply a time-ordered EVENT_DTYPE array in C++ (the GIL is released).
@@ -286,17 +513,29 @@ class Engine:
         # numpy drops the dtype's padding in e.g. concatenate(); repack such arrays once.
         arr = np.ascontiguousarray(events if events.dtype == EVENT_DTYPE else events.astype(EVENT_DTYPE))
         with self._lock:
-            return dict(self._core.ingest(arr))
+            self._events_seen += len(arr)
+            if self._auto is not None:
+                self._auto.record_events(arr)
+            counts = dict(self._core.ingest(arr))
+            self._after_input(len(arr))
+            return counts
 
     # -- reads -----------------------------------------------------------------
     def heatmap(self, venue: str | None = None) -> HeatMap:
         """The current map of one venue, or the sum over venues (``venue=None``)."""
         slot = -1 if venue is None else self._slot_of(venue)
         with self._lock:
-            prices, lo, sh = self._core.heatmap(slot)
-            price = (self._core.venue_stats(slot)["last_price"] if slot >= 0
-                     else self._core.reference_price)
-        return HeatMap(prices, lo, sh, venue, float(price))
+            k0, n, lo, sh, price = self._core.map_arrays(slot)
+        return HeatMap(self._bin_prices(k0, n), lo, sh, venue, price)
+
+    def _bin_prices(self, k0: int, n: int) -> np.ndarray:
+        """Bin centres of the grid, shared read-only between maps until the grid grows."""
+        cached = self._prices_cache
+        if cached is None or cached[0] != k0 or cached[1] != n:
+            prices = (k0 + np.arange(n, dtype=np.float64)) * self._step
+            prices.flags.writeable = False
+            cached = self._prices_cache = (k0, n, prices)
+        return cached[2]
 
     def leverage_mix(self, venue: str, side: str) -> tuple[np.ndarray, np.ndarray]:
         """``(tiers, weights)``: the venue's current leverage mix of open interest on a side."""
@@ -309,12 +548,16 @@ class Engine:
         slot = self._slot_of(venue)
         with self._lock:
             self._core.set_mix(slot, _side(side), [float(x) for x in weights])
+            if self._auto is not None:  # not an event: the journal cannot replay it
+                self._auto.snapshot(self)
 
     def freeze(self, venue: str, frozen: bool = True) -> None:
         """Stop (or resume) learning for one venue."""
         slot = self._slot_of(venue)
         with self._lock:
             self._core.set_learning(slot, (not frozen) and self._learn)
+            if self._auto is not None:  # not an event: the journal cannot replay it
+                self._auto.snapshot(self)
 
     def exposure_by_tier(self, venue: str, side: str) -> np.ndarray:
         """Open exposure per tier in base units, each tier counted as if it held the whole
@@ -337,6 +580,7 @@ class Engine:
                 rej = {k: int(v) for k, v in self._core.rejected().items()}
                 rej["unknown_venue"] += self._unknown_venues
                 return {"rejected": rej, "rejected_total": sum(rej.values()),
+                        "events_seen": self._events_seen,
                         "last_ts": int(self._core.last_ts) if self._core.last_ts > -2**62 else None,
                         "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid, strict=False))}
             return dict(self._core.venue_stats(self._slot_of(venue)))
@@ -472,6 +716,74 @@ class Engine:
         }
         return out
     # [calibrator] end
+    # [forecast] begin ---------------------------------------------------------
+    def configure_forecast(self, **settings: Any) -> None:
+        """Change the forecast's settings before the first event (names as in
+        ``ForecastConfig`` in ``cpp/heatcore/forecast.hpp``: ``burst_tau_s``,
+        ``vol_tau_s``, ``ref_horizon_s``, ``em_prior_n``, ``cont_prior``, ``learn``...)."""
+        cfg = _core.ForecastConfig()
+        for key, value in settings.items():
+            if key.startswith("_") or not hasattr(cfg, key):
+                raise ValueError(f"unknown forecast setting {key!r}")
+            setattr(cfg, key, value)
+        with self._lock:
+            try:
+                _core.engine_configure_forecast(self._core, cfg)
+            except RuntimeError as exc:  # std::logic_error: events already applied
+                raise ValueError(str(exc)) from None
+
+    def forecast(self, horizon_s: float = 3600.0, venue: str | None = None, *,
+                 window_pct: float | None = None) -> Forecast:
+        """Expected liquidation notional per bin within ``horizon_s`` seconds.
+
+        Parameters
+        ----------
+        horizon_s : float
+            Forecast horizon in seconds (3600 = the next hour).
+        venue : str, optional
+            One venue, or None for the sum over the engine's venues.
+        window_pct : float, optional
+            Only bins within this fraction of the current price (e.g. 0.1 = +-10 %);
+            default: the whole grid, like :meth:`heatmap`.
+
+        Returns
+        -------
+        Forecast
+        """
+        if not (float(horizon_s) >= 0.0):
+            raise ValueError("horizon_s must be >= 0")
+        slot = -1 if venue is None else self._slot_of(venue)
+        with self._lock:
+            state = _core.engine_forecast_state(self._core, -1)
+            anchor = float(state["anchor_price"])
+            if window_pct is None or anchor <= 0:
+                _, k0, n = self._core.grid
+            else:
+                if not (0 < float(window_pct) < 1):
+                    raise ValueError("window_pct must be in (0, 1)")
+                k0 = max(int(np.floor(anchor * (1 - window_pct) / self._step)), 0)
+                n = int(np.ceil(anchor * (1 + window_pct) / self._step)) - k0 + 1
+            out, reach = _core.engine_forecast(self._core, [slot], float(horizon_s), int(k0),
+                                               int(n))
+        prices = (np.arange(int(n), dtype=float) + int(k0)) * self._step
+        sigma = float(np.sqrt(state["variance_rate"] * float(horizon_s)))
+        return Forecast(prices, out[0, 0], out[0, 1], reach, venue, anchor, float(horizon_s), sigma)
+
+    def forecast_state(self, venue: str | None = None) -> dict[str, Any]:
+        """The forecast's online state.
+
+        Engine-wide (``venue=None``): ``anchor_price`` (where reach is measured from),
+        ``variance_rate`` and ``sigma_1h`` (realised volatility), ``survival_z`` (the
+        calibrated probability that price moves z sigmas within a horizon, z = 0, 0.1,
+        ..., 10) and ``calibration_n``. Per venue, by side (``_long``/``_short``):
+        ``reach_scale`` (a, on the map part), ``continuation`` (b, the branching
+        ratio of the cascade term), ``background`` (c), ``map_shift_bins`` (reported
+        minus trigger price), ``continuation_kernel`` (offsets -64..64 bins),
+        ``burst_usd``, ``anchor``, ``events`` and ``unexplained``."""
+        slot = -1 if venue is None else self._slot_of(venue)
+        with self._lock:
+            return dict(_core.engine_forecast_state(self._core, slot))
+    # [forecast] end -----------------------------------------------------------
     # ---- cascade ----------------------------------------------------------------
     def cascade(self, side: str, levels: int = 10) -> np.ndarray:
         """Cascade forecast on one side, walked over the summed map from the current price.
@@ -500,10 +812,8 @@ class Engine:
             raise ValueError("levels must be in 0..10")
         with self._lock:
             rows = self._core.cascade(code, int(levels))
-        out = np.empty(rows.shape[0], dtype=CASCADE_DTYPE)
-        for i, name in enumerate(CASCADE_DTYPE.names or ()):
-            out[name] = rows[:, i]
-        return out
+        # Rows of six float64 are exactly CASCADE_DTYPE's layout: reinterpret, no copy.
+        return np.ascontiguousarray(rows, dtype=np.float64).view(CASCADE_DTYPE).reshape(-1)
 
     def cascade_clusters(self, side: str, origin: float | None = None) -> np.ndarray:
         """The significant clusters the walk uses, as rows ``(price, map_usd, catchment_end)``.

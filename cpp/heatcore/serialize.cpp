@@ -1,0 +1,821 @@
+#include "heatcore/serialize.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "heatcore/engine.hpp"
+
+namespace heatcore::serial {
+
+namespace {
+
+// Slicing-by-8: eight tables let the loop fold eight bytes per step.
+using CrcTables = std::array<std::array<std::uint32_t, 256>, 8>;
+
+constexpr CrcTables make_crc_tables() noexcept {
+  CrcTables t{};
+  for (std::uint32_t i = 0; i < 256; ++i) {
+    std::uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    t[0][i] = c;
+  }
+  for (std::size_t k = 1; k < 8; ++k)
+    for (std::size_t i = 0; i < 256; ++i) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xFFu];
+  return t;
+}
+constexpr CrcTables kCrc = make_crc_tables();
+
+inline std::uint32_t load_le32(const std::uint8_t* p) noexcept {
+  return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
+         static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
+}
+
+}  // namespace
+
+std::uint32_t crc32(const void* data, std::size_t size, std::uint32_t crc) noexcept {
+  const auto* p = static_cast<const std::uint8_t*>(data);
+  crc = ~crc;
+  for (; size >= 8; size -= 8, p += 8) {
+    const std::uint32_t a = load_le32(p) ^ crc, b = load_le32(p + 4);
+    crc = kCrc[7][a & 0xFFu] ^ kCrc[6][(a >> 8) & 0xFFu] ^ kCrc[5][(a >> 16) & 0xFFu] ^ kCrc[4][a >> 24] ^
+          kCrc[3][b & 0xFFu] ^ kCrc[2][(b >> 8) & 0xFFu] ^ kCrc[1][(b >> 16) & 0xFFu] ^ kCrc[0][b >> 24];
+  }
+  for (; size > 0; --size, ++p) crc = kCrc[0][(crc ^ *p) & 0xFFu] ^ (crc >> 8);
+  return ~crc;
+}
+
+std::string tag_name(std::uint32_t t) {
+  std::string s(4, '?');
+  for (int i = 0; i < 4; ++i) {
+    const auto c = static_cast<char>((t >> (8 * i)) & 0xFFu);
+    s[static_cast<std::size_t>(i)] = (c >= 0x20 && c < 0x7F) ? c : '?';
+  }
+  return s;
+}
+
+// ---- Writer -------------------------------------------------------------------
+
+void Writer::raw_le(std::uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) buf_.push_back(static_cast<std::uint8_t>((v >> (8 * i)) & 0xFFu));
+}
+
+void Writer::f64(double v) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  u64(bits);
+}
+
+void Writer::str(const std::string& s) {
+  u32(static_cast<std::uint32_t>(s.size()));
+  bytes(s.data(), s.size());
+}
+
+void Writer::f64s(const std::vector<double>& v) {
+  u64(v.size());
+  f64_span(v.data(), v.size());
+}
+
+void Writer::f64_span(const double* v, std::size_t n) {
+  buf_.reserve(buf_.size() + 8 * n);
+  for (std::size_t i = 0; i < n; ++i) f64(v[i]);
+}
+
+void Writer::i64s(const std::vector<std::int64_t>& v) {
+  u64(v.size());
+  for (auto x : v) i64(x);
+}
+
+void Writer::u64s(const std::vector<std::uint64_t>& v) {
+  u64(v.size());
+  for (auto x : v) u64(x);
+}
+
+void Writer::bytes(const void* data, std::size_t n) {
+  const auto* p = static_cast<const std::uint8_t*>(data);
+  buf_.insert(buf_.end(), p, p + n);
+}
+
+Writer::Section Writer::section(std::uint32_t t, std::uint16_t major, std::uint16_t minor, bool required) {
+  u32(t);
+  u16(major);
+  u16(minor);
+  u32(required ? kSectionRequired : 0u);
+  const std::size_t at = buf_.size();
+  u64(0);  // length, patched by Section::close()
+  return Section(*this, at);
+}
+
+void Writer::Section::close() noexcept {
+  if (w_ == nullptr) return;
+  auto& b = w_->buf_;
+  const std::uint64_t len = b.size() - (at_ + 8);
+  for (int i = 0; i < 8; ++i) b[at_ + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>((len >> (8 * i)) & 0xFFu);
+  w_ = nullptr;
+}
+
+// ---- Reader -------------------------------------------------------------------
+
+void Reader::fail(const std::string& what) const { throw SnapshotError(where_ + ": " + what); }
+
+void Reader::need(std::size_t n) {
+  if (n > remaining()) fail("truncated (needs " + std::to_string(n) + " more bytes, " +
+                            std::to_string(remaining()) + " left)");
+}
+
+std::uint64_t Reader::raw_le(int n) {
+  need(static_cast<std::size_t>(n));
+  std::uint64_t v = 0;
+  for (int i = 0; i < n; ++i) v |= static_cast<std::uint64_t>(p_[i]) << (8 * i);
+  p_ += n;
+  return v;
+}
+
+std::uint8_t Reader::u8() {
+  need(1);
+  return *p_++;
+}
+
+double Reader::f64() {
+  const std::uint64_t bits = u64();
+  double v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+bool Reader::boolean() {
+  const std::uint8_t v = u8();
+  if (v > 1) fail("boolean field holds " + std::to_string(v));
+  return v == 1;
+}
+
+std::string Reader::str(std::size_t max_len) {
+  const std::size_t n = u32();
+  if (n > max_len) fail("string too long");
+  need(n);
+  std::string s(reinterpret_cast<const char*>(p_), n);
+  p_ += n;
+  return s;
+}
+
+std::vector<double> Reader::f64s(std::size_t max_count) {
+  const std::uint64_t n = u64();
+  if (n > max_count || n > remaining() / 8) fail("array length " + std::to_string(n) + " out of range");
+  std::vector<double> v(static_cast<std::size_t>(n));
+  f64_span(v.data(), v.size());
+  return v;
+}
+
+void Reader::f64_span(double* out, std::size_t n) {
+  if (n > remaining() / 8) fail("truncated array");
+  for (std::size_t i = 0; i < n; ++i) out[i] = f64();
+}
+
+std::vector<std::int64_t> Reader::i64s(std::size_t max_count) {
+  const std::uint64_t n = u64();
+  if (n > max_count || n > remaining() / 8) fail("array length " + std::to_string(n) + " out of range");
+  std::vector<std::int64_t> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = i64();
+  return v;
+}
+
+std::vector<std::uint64_t> Reader::u64s(std::size_t max_count) {
+  const std::uint64_t n = u64();
+  if (n > max_count || n > remaining() / 8) fail("array length " + std::to_string(n) + " out of range");
+  std::vector<std::uint64_t> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = u64();
+  return v;
+}
+
+void Reader::skip(std::size_t n) {
+  need(n);
+  p_ += n;
+}
+
+bool Reader::next_section(SectionHeader& h, Reader& body) {
+  if (done()) return false;
+  need(kSectionHeaderSize);
+  h.tag = u32();
+  h.major = u16();
+  h.minor = u16();
+  h.flags = u32();
+  h.length = u64();
+  if (h.length > remaining()) fail("section " + tag_name(h.tag) + " is truncated");
+  const auto len = static_cast<std::size_t>(h.length);
+  body = Reader(p_, len, where_ + "/" + tag_name(h.tag));
+  p_ += len;
+  return true;
+}
+
+void check_version(const SectionHeader& h, std::uint16_t supported_major) {
+  if (h.major > supported_major)
+    throw SnapshotError("section " + tag_name(h.tag) + " has format version " + std::to_string(h.major) + "." +
+                        std::to_string(h.minor) + "; this library reads up to " + std::to_string(supported_major) +
+                        ".x (upgrade heatcore to load it)");
+  if (h.major == 0) throw SnapshotError("section " + tag_name(h.tag) + " has invalid major version 0");
+}
+
+}  // namespace heatcore::serial
+
+// ---- Engine and SideBook state ---------------------------------------------------
+//
+// Sections written by Engine::save_state, in order (each version 1.0):
+//   CONF (required)  config: step, tiers, learn, limits, venues with mechanics and priors
+//   GRID (required)  the shared price grid
+//   ENGN (required)  reject counters, last_ts, reference price, learn flags, duplicate filter
+//   VENU (required)  one per venue: VenueStats
+//   BOOK (required)  one per venue and side: ratios, mix, totals, D over [lo, hi], map;
+//                    1.1 appends the entry window and the per-tier maps M_t (book.hpp)
+//   ...              learner sections (Engine::save_learner_sections), optional or required
+namespace heatcore {
+
+using serial::Reader;
+using serial::SectionHeader;
+using serial::Writer;
+
+namespace {
+
+constexpr std::uint32_t kConf = serial::tag("CONF");
+constexpr std::uint32_t kGrid = serial::tag("GRID");
+constexpr std::uint32_t kEngn = serial::tag("ENGN");
+constexpr std::uint32_t kVenu = serial::tag("VENU");
+constexpr std::uint32_t kBook = serial::tag("BOOK");
+constexpr std::size_t kMaxTiers = 4096;
+constexpr std::size_t kMaxVenues = 65536;
+
+void write_config(Writer& w, const EngineConfig& c) {
+  w.f64(c.step);
+  w.f64s(c.tiers);
+  w.boolean(c.learn);
+  w.f64(c.seed_spread);
+  w.i64(c.ts_tolerance_ms);
+  w.f64(c.max_price_ratio);
+  w.i64(c.max_bins);
+  w.u32(static_cast<std::uint32_t>(c.venues.size()));
+  for (const auto& v : c.venues) {
+    w.str(v.name);
+    w.u16(v.registry_id);
+    const Mechanics& m = v.mechanics;
+    w.u32(static_cast<std::uint32_t>(m.brackets.size()));
+    for (const auto& b : m.brackets) {
+      w.f64(b.floor);
+      w.f64(b.cap);
+      w.f64(b.rate);
+      w.f64(b.deduction);
+      w.f64(b.max_leverage);
+    }
+    w.f64(m.fee_in_mm);
+    w.f64(m.max_leverage);
+    w.f64(m.representative_notional);
+    w.boolean(m.inverse);
+    w.i32(static_cast<std::int32_t>(m.formula));
+    w.f64s(v.prior_long);
+    w.f64s(v.prior_short);
+  }
+}
+
+EngineConfig read_config(Reader& r) {
+  EngineConfig c;
+  c.step = r.f64();
+  c.tiers = r.f64s(kMaxTiers);
+  c.learn = r.boolean();
+  c.seed_spread = r.f64();
+  c.ts_tolerance_ms = r.i64();
+  c.max_price_ratio = r.f64();
+  c.max_bins = r.i64();
+  const std::size_t nv = r.u32();
+  if (nv == 0 || nv > kMaxVenues) r.fail("venue count out of range");
+  for (std::size_t i = 0; i < nv; ++i) {
+    VenueConfig v;
+    v.name = r.str(256);
+    v.registry_id = r.u16();
+    Mechanics& m = v.mechanics;
+    const std::size_t nb = r.u32();
+    if (nb == 0 || nb > 1024 || nb > r.remaining() / 40) r.fail("bracket count out of range");
+    m.brackets.resize(nb);
+    for (auto& b : m.brackets) {
+      b.floor = r.f64();
+      b.cap = r.f64();
+      b.rate = r.f64();
+      b.deduction = r.f64();
+      b.max_leverage = r.f64();
+    }
+    m.fee_in_mm = r.f64();
+    m.max_leverage = r.f64();
+    m.representative_notional = r.f64();
+    m.inverse = r.boolean();
+    const std::int32_t f = r.i32();
+    if (f != static_cast<std::int32_t>(Formula::generic) && f != static_cast<std::int32_t>(Formula::mm_at_entry))
+      r.fail("unknown mechanics formula " + std::to_string(f));
+    m.formula = static_cast<Formula>(f);
+    v.prior_long = r.f64s(kMaxTiers);
+    v.prior_short = r.f64s(kMaxTiers);
+    c.venues.push_back(std::move(v));
+  }
+  if (!(c.max_bins > 0)) r.fail("max_bins must be positive");
+  return c;
+}
+
+bool finite_all(const std::vector<double>& v) {
+  for (double x : v)
+    if (!std::isfinite(x)) return false;
+  return true;
+}
+
+bool zero_bits(double x) noexcept {
+  std::uint64_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b == 0;
+}
+
+}  // namespace
+
+void SideBook::save(Writer& w, const PriceGrid& g) const {
+  const auto n = static_cast<std::size_t>(g.n);
+  w.f64s(ratio_);
+  w.f64s(w_);
+  w.f64s(tot_);
+  w.f64s(consumed_);
+  w.f64(expected_usd_);
+  (void)n;
+  for (std::size_t t = 0; t < tiers(); ++t) {
+    // Only the occupied entry range: D is exactly zero outside [lo, hi].
+    w.i64(lo_[t]);
+    w.i64(hi_[t]);
+    if (!empty_tier(t))
+      w.f64_span(row(t) + (lo_[t] - ek0_), static_cast<std::size_t>(hi_[t] - lo_[t] + 1));
+  }
+  // The map is stored, not rebuilt: it is accumulated incrementally, and a rebuild
+  // would differ in the last bits (the round trip must be exact).
+  std::size_t a = 0, b = map_.size();
+  while (a < b && zero_bits(map_[a])) ++a;
+  while (b > a && zero_bits(map_[b - 1])) --b;
+  w.u64(a);
+  w.u64(b - a);
+  w.f64_span(map_.data() + a, b - a);
+  // BOOK 1.1: the entry window and the per-tier maps M_t (accumulated like the
+  // map, so stored for the same reason), each trimmed to its non-zero span.
+  w.i64(ek0_);
+  w.i64(en_);
+  for (std::size_t t = 0; t < tiers(); ++t) {
+    const double* m = tmap_.data() + moff_[t];
+    std::size_t ma = 0, mb = mlen_[t];
+    while (ma < mb && zero_bits(m[ma])) ++ma;
+    while (mb > ma && zero_bits(m[mb - 1])) --mb;
+    w.u64(ma);
+    w.u64(mb - ma);
+    w.f64_span(m + ma, mb - ma);
+  }
+}
+
+void SideBook::load(Reader& r, const PriceGrid& g) {
+  // *this is a freshly constructed book (every tier empty); fill it in.
+  const auto n = static_cast<std::size_t>(g.n);
+  const std::size_t nt = tiers();
+  auto ratio = r.f64s(kMaxTiers);
+  auto w = r.f64s(kMaxTiers);
+  auto tot = r.f64s(kMaxTiers);
+  auto consumed = r.f64s(kMaxTiers);
+  if (ratio.size() != nt || w.size() != nt || tot.size() != nt || consumed.size() != nt)
+    r.fail("book arrays do not match the tier count");
+  if (!finite_all(ratio) || !finite_all(w) || !finite_all(tot) || !finite_all(consumed))
+    r.fail("non-finite value in a book");
+  for (std::size_t t = 0; t < nt; ++t)
+    if (!(ratio[t] > 0.0) || w[t] < 0.0) r.fail("book ratio or weight out of range");
+  const double expected = r.f64();
+  if (!std::isfinite(expected)) r.fail("non-finite expected_usd");
+  // D is read per tier first and laid on the entry window once every range is known.
+  std::vector<std::vector<double>> rows(nt);
+  std::vector<std::int64_t> lo(lo_), hi(hi_);
+  std::int64_t e_min = std::numeric_limits<std::int64_t>::max(), e_max = std::numeric_limits<std::int64_t>::min();
+  for (std::size_t t = 0; t < nt; ++t) {
+    const std::int64_t l = r.i64(), h = r.i64();
+    if (l > h) continue;  // empty tier: keep the fresh book's sentinels
+    if (l < g.k0 || h >= g.k0 + g.n) r.fail("tier range lies outside the grid");
+    const auto len = static_cast<std::size_t>(h - l + 1);
+    if (len > r.remaining() / 8) r.fail("tier range longer than the section");
+    rows[t].resize(len);
+    r.f64_span(rows[t].data(), len);
+    for (std::size_t i = 0; i < len; ++i)
+      if (!std::isfinite(rows[t][i])) r.fail("non-finite exposure");
+    lo[t] = l;
+    hi[t] = h;
+    e_min = std::min(e_min, l);
+    e_max = std::max(e_max, h);
+  }
+  const std::uint64_t a = r.u64(), len = r.u64();
+  if (a > n || len > n - a) r.fail("map range lies outside the grid");
+  std::vector<double> map(n, 0.0);
+  r.f64_span(map.data() + a, static_cast<std::size_t>(len));
+  for (double x : map)
+    if (!std::isfinite(x)) r.fail("non-finite map value");
+  const SideBook fresh = *this;  // restored if the tier maps fail to read
+  // BOOK 1.1 appends the entry window and the tier maps; 1.0 has neither.
+  const bool has_tier_maps = r.remaining() > 0;
+  std::int64_t ek0 = e_min, en = e_min <= e_max ? e_max - e_min + 1 : 0;
+  if (has_tier_maps) {
+    ek0 = r.i64();
+    en = r.i64();
+    if (en < 0 || en > 4 * g.n + 1024 || (e_min <= e_max && (e_min < ek0 || e_max >= ek0 + en)))
+      r.fail("entry window does not cover the book");
+  }
+  std::vector<double> d(nt * static_cast<std::size_t>(en), 0.0);
+  for (std::size_t t = 0; t < nt; ++t)
+    if (!rows[t].empty())
+      std::copy(rows[t].begin(), rows[t].end(),
+                d.begin() + static_cast<std::ptrdiff_t>(t * static_cast<std::size_t>(en)) + (lo[t] - ek0));
+  // Validated: commit (nothing above changed *this).
+  ratio_ = std::move(ratio);
+  w_ = std::move(w);
+  tot_ = std::move(tot);
+  consumed_ = std::move(consumed);
+  expected_usd_ = expected;
+  map_ = std::move(map);
+  lo_ = std::move(lo);
+  hi_ = std::move(hi);
+  rmin_ = *std::min_element(ratio_.begin(), ratio_.end());
+  rmax_ = *std::max_element(ratio_.begin(), ratio_.end());
+  d_ = std::move(d);
+  ek0_ = ek0;
+  en_ = en;
+  layout_tier_maps(false);
+  if (!has_tier_maps) {
+    // A 1.0 snapshot: derive M_t from D (keeping the stored totals and map).
+    const auto totals = tot_;
+    rebuild_tier_maps(g);
+    tot_ = totals;
+    return;
+  }
+  try {
+    for (std::size_t t = 0; t < nt; ++t) {
+      const std::uint64_t ma = r.u64(), ml = r.u64();
+      if (ma > mlen_[t] || ml > mlen_[t] - ma) r.fail("tier map range lies outside its window");
+      double* m = tmap_.data() + moff_[t] + ma;
+      r.f64_span(m, static_cast<std::size_t>(ml));
+      for (std::size_t i = 0; i < ml; ++i)
+        if (!std::isfinite(m[i])) r.fail("non-finite tier map value");
+    }
+  } catch (...) {
+    *this = fresh;
+    throw;
+  }
+}
+
+void Engine::save_state(Writer& w) const {
+  {
+    auto s = w.section(kConf, 1, 0, true);
+    write_config(w, cfg_);
+  }
+  {
+    auto s = w.section(kGrid, 1, 0, true);
+    w.f64(grid_.step);
+    w.i64(grid_.k0);
+    w.i64(grid_.n);
+  }
+  {
+    auto s = w.section(kEngn, 1, 0, true);
+    w.u64s(std::vector<std::uint64_t>(rejected_.begin(), rejected_.end()));
+    w.i64(last_ts_);
+    w.f64(ref_price_);
+    w.u64(learn_.size());
+    for (auto f : learn_) w.u8(f);
+    w.u64s(recent_);
+  }
+  for (std::size_t i = 0; i < venues_.size(); ++i) {
+    const VenueStats& s = venues_[i].stats;
+    auto sec = w.section(kVenu, 1, 0, true);
+    w.u32(static_cast<std::uint32_t>(i));
+    w.u64(s.prices);
+    w.u64(s.oi_updates);
+    w.u64(s.liquidations);
+    for (int k = 0; k < 2; ++k) {
+      w.f64(s.observed_usd[k]);
+      w.u64(s.observed_n[k]);
+      w.u64(s.unexplained[k]);
+    }
+    w.f64(s.oi_base);
+    w.f64(s.last_price);
+    w.f64(s.min_price);
+    w.f64(s.max_price);
+    w.i64(s.last_ts);
+    w.boolean(s.own_price);
+  }
+  for (std::size_t i = 0; i < venues_.size(); ++i) {
+    for (int k = 0; k < 2; ++k) {
+      auto sec = w.section(kBook, 1, 1, true);  // 1.1: tier maps appended (perf)
+      w.u32(static_cast<std::uint32_t>(i));
+      w.i8(static_cast<std::int8_t>(venues_[i].book[k].side()));
+      venues_[i].book[k].save(w, grid_);
+    }
+  }
+  save_learner_sections(w);
+}
+
+Engine Engine::load_state(Reader& r, bool config_only) {
+  SectionHeader h;
+  Reader body(nullptr, 0);
+  if (!r.next_section(h, body) || h.tag != kConf) r.fail("the first section must be CONF");
+  serial::check_version(h, 1);
+  EngineConfig cfg = read_config(body);
+  const EngineConfig stored = cfg;
+  auto e = [&]() {
+    try {
+      return Engine(std::move(cfg));
+    } catch (const std::invalid_argument& ex) {
+      throw serial::SnapshotError(r.where() + ": invalid engine config: " + ex.what());
+    }
+  }();
+  // The constructor renormalises the priors; keep the stored ones bit for bit.
+  e.cfg_.venues = stored.venues;
+  for (std::size_t i = 0; i < e.venues_.size(); ++i) {
+    VenueState& v = e.venues_[i];
+    v.config = stored.venues[i];
+    v.book[0].set_weights(e.grid_, v.config.prior_long);
+    v.book[1].set_weights(e.grid_, v.config.prior_short);
+  }
+  if (config_only) {
+    // Learner sections may carry configuration too (e.g. the cascade's options).
+    while (r.next_section(h, body)) e.load_learner_section(h, body, true);
+    return e;
+  }
+
+  const std::size_t nv = e.venues_.size();
+  bool have_grid = false, have_engn = false;
+  std::vector<std::uint8_t> have_venue(nv, 0), have_book(2 * nv, 0);
+  while (r.next_section(h, body)) {
+    if (h.tag == kGrid) {
+      serial::check_version(h, 1);
+      if (have_grid) body.fail("repeated");
+      const double step = body.f64();
+      const std::int64_t k0 = body.i64(), n = body.i64();
+      if (!(step == e.cfg_.step) || k0 < 0 || n < 0 || n > e.cfg_.max_bins || k0 > (std::int64_t{1} << 52))
+        body.fail("grid out of range");
+      e.grid_.k0 = k0;
+      e.grid_.n = n;
+      have_grid = true;
+    } else if (h.tag == kEngn) {
+      serial::check_version(h, 1);
+      const auto rej = body.u64s(1024);
+      // Older snapshots know fewer reasons (new ones are appended): the rest stay 0.
+      // Reasons a newer minor version added are dropped.
+      for (std::size_t i = 0; i < rej.size() && i < e.rejected_.size(); ++i) e.rejected_[i] = rej[i];
+      e.last_ts_ = body.i64();
+      e.ref_price_ = body.f64();
+      if (!(std::isfinite(e.ref_price_) && e.ref_price_ >= 0.0)) body.fail("reference price out of range");
+      if (body.u64() != nv) body.fail("learn flags do not match the venue count");
+      for (std::size_t i = 0; i < nv; ++i) e.learn_[i] = body.boolean() ? 1 : 0;
+      auto recent = body.u64s(1u << 20);
+      if (recent.size() != e.recent_.size()) body.fail("duplicate filter size does not match");
+      e.recent_ = std::move(recent);
+      have_engn = true;
+    } else if (h.tag == kVenu) {
+      serial::check_version(h, 1);
+      const std::size_t i = body.u32();
+      if (i >= nv || have_venue[i]) body.fail("venue slot out of range or repeated");
+      VenueStats& s = e.venues_[i].stats;
+      s.prices = body.u64();
+      s.oi_updates = body.u64();
+      s.liquidations = body.u64();
+      for (int k = 0; k < 2; ++k) {
+        s.observed_usd[k] = body.f64();
+        s.observed_n[k] = body.u64();
+        s.unexplained[k] = body.u64();
+      }
+      s.oi_base = body.f64();
+      s.last_price = body.f64();
+      s.min_price = body.f64();
+      s.max_price = body.f64();
+      s.last_ts = body.i64();
+      s.own_price = body.boolean();
+      for (double x : {s.observed_usd[0], s.observed_usd[1], s.oi_base, s.last_price, s.min_price, s.max_price})
+        if (!(std::isfinite(x) && x >= 0.0)) body.fail("venue statistics out of range");
+      have_venue[i] = 1;
+    } else if (h.tag == kBook) {
+      serial::check_version(h, 1);
+      if (!have_grid) body.fail("BOOK before GRID");
+      const std::size_t i = body.u32();
+      if (i >= nv) body.fail("venue slot out of range");
+      const std::int8_t side = body.i8();
+      if (side != static_cast<std::int8_t>(Side::long_) && side != static_cast<std::int8_t>(Side::short_))
+        body.fail("unknown book side");
+      const auto k = static_cast<std::size_t>(side_index(static_cast<Side>(side)));
+      if (have_book[2 * i + k]) body.fail("repeated book");
+      e.venues_[i].book[k].load(body, e.grid_);
+      have_book[2 * i + k] = 1;
+    } else if (!e.load_learner_section(h, body, false)) {
+      if (h.required())
+        body.fail("required section unknown to this version of heatcore (written by a newer version?)");
+      // An optional section from a newer minor version: skipped.
+    }
+  }
+  if (!have_grid || !have_engn) r.fail("missing GRID or ENGN section");
+  for (std::size_t i = 0; i < nv; ++i)
+    if (!have_venue[i] || !have_book[2 * i] || !have_book[2 * i + 1]) r.fail("missing venue or book section");
+  return e;
+}
+
+// ---- Learner state ---------------------------------------------------------------
+// Each learner owns one section: a new 4-character tag, version 1.0, its own
+// save/load that append fields at the end in later minor versions. Add one
+// block to each function below (CASC is the worked example). Mark the section
+// required only if an engine loaded without it would be wrong rather than merely
+// less trained (an older heatcore then refuses the snapshot instead of silently
+// dropping the state). A snapshot from before the learner existed has no
+// section: the learner keeps its freshly constructed (prior) state.
+
+namespace {
+
+constexpr std::uint32_t kCasc = serial::tag("CASC");
+
+void write_cascade_config(Writer& w, const CascadeConfig& c) {
+  w.i64(c.gap_ms);
+  for (double x : {c.horizon_s, c.record_every_s, c.half_life, c.calibration_half_life, c.vol_half_life_s,
+                   c.smooth_frac, c.min_share, c.max_distance, c.prior_exponent, c.prior_scale, c.prior_residual,
+                   c.prior_fraction, c.prior_level_time_s, c.prior_weight, c.prior_vol_annual})
+    w.f64(x);
+  w.u64(c.history);
+}
+
+CascadeConfig read_cascade_config(Reader& r) {
+  CascadeConfig c;
+  c.gap_ms = r.i64();
+  for (double* x : {&c.horizon_s, &c.record_every_s, &c.half_life, &c.calibration_half_life, &c.vol_half_life_s,
+                    &c.smooth_frac, &c.min_share, &c.max_distance, &c.prior_exponent, &c.prior_scale,
+                    &c.prior_residual, &c.prior_fraction, &c.prior_level_time_s, &c.prior_weight,
+                    &c.prior_vol_annual})
+    *x = r.f64();
+  const std::uint64_t h = r.u64();
+  if (h > 1'000'000) r.fail("cascade history out of range");
+  c.history = static_cast<std::size_t>(h);
+  return c;
+}
+
+template <std::size_t N>
+void write_array(Writer& w, const std::array<double, N>& a) {
+  w.f64_span(a.data(), N);
+}
+template <std::size_t N>
+void read_array(Reader& r, std::array<double, N>& a) {
+  r.f64_span(a.data(), N);
+}
+
+void write_chain(Writer& w, const ChainRecord& c) {
+  w.i64(c.start_ts);
+  w.i64(c.end_ts);
+  w.i8(static_cast<std::int8_t>(c.side));
+  w.f64(c.start_price);
+  w.f64(c.extreme_price);
+  w.f64(c.notional);
+  w.u64(c.events);
+  w.i32(c.n_levels);
+  w.i32(c.reached);
+  write_array(w, c.level_price);
+  write_array(w, c.level_exposure);
+  write_array(w, c.level_notional);
+  write_array(w, c.level_end);
+  for (auto t : c.level_ts) w.i64(t);
+}
+
+Side read_side(Reader& r) {
+  const std::int8_t s = r.i8();
+  if (s != 0 && s != 1 && s != -1) r.fail("side out of range");
+  return static_cast<Side>(s);
+}
+
+int read_level_count(Reader& r) {
+  const std::int32_t n = r.i32();
+  if (n < 0 || n > kMaxCascadeLevels) r.fail("level count out of range");
+  return n;
+}
+
+ChainRecord read_chain(Reader& r) {
+  ChainRecord c;
+  c.start_ts = r.i64();
+  c.end_ts = r.i64();
+  c.side = read_side(r);
+  c.start_price = r.f64();
+  c.extreme_price = r.f64();
+  c.notional = r.f64();
+  c.events = r.u64();
+  c.n_levels = read_level_count(r);
+  c.reached = read_level_count(r);
+  read_array(r, c.level_price);
+  read_array(r, c.level_exposure);
+  read_array(r, c.level_notional);
+  read_array(r, c.level_end);
+  for (auto& t : c.level_ts) t = r.i64();
+  return c;
+}
+
+}  // namespace
+
+void CascadeModel::save(Writer& w) const {
+  for (const LevelStats& s : lv_)
+    for (double x : {s.n_impact, s.mx, s.my, s.mxx, s.mxy, s.myy, s.n_fraction, s.f_num, s.f_den, s.n_time,
+                     s.log_time, s.platt_a, s.platt_b, s.h00, s.h01, s.h11, s.n_resolved})
+      w.f64(x);
+  for (std::size_t k = 0; k < 2; ++k) {
+    write_chain(w, open_[k]);
+    w.f64(seg_q_[k]);
+    w.f64(seg_from_[k]);
+    w.i64(seg_ts_[k]);
+  }
+  // Only the used part of the chain ring: it fills from slot 0 until it wraps.
+  const std::size_t used = history_size();
+  w.u64(ring_.size());
+  w.u64(used);
+  for (std::size_t i = 0; i < used; ++i) write_chain(w, ring_[i]);
+  w.u64(ring_next_);
+  w.u64(chains_total_);
+  w.u64(pending_.size());
+  for (const Pending& p : pending_) {
+    w.boolean(p.live);
+    w.i64(p.ts);
+    w.i8(static_cast<std::int8_t>(p.side));
+    w.i32(p.n);
+    w.f64(p.extreme);
+    write_array(w, p.price);
+    write_array(w, p.raw);
+  }
+  w.i64(last_record_ts_);
+  w.boolean(recorded_any_);
+  w.u64(resolved_);
+  w.u64(dropped_);
+  w.u64(last_.size());
+  for (const VenuePrice& v : last_) {
+    w.i64(v.ts);
+    w.f64(v.price);
+  }
+  w.f64(vol_r2_);
+  w.f64(vol_dt_);
+}
+
+void CascadeModel::load(Reader& r) {
+  CascadeModel m = *this;  // fill a copy: *this stays unchanged if the bytes are bad
+  for (LevelStats& s : m.lv_)
+    for (double* x : {&s.n_impact, &s.mx, &s.my, &s.mxx, &s.mxy, &s.myy, &s.n_fraction, &s.f_num, &s.f_den,
+                      &s.n_time, &s.log_time, &s.platt_a, &s.platt_b, &s.h00, &s.h01, &s.h11, &s.n_resolved})
+      *x = r.f64();
+  for (std::size_t k = 0; k < 2; ++k) {
+    m.open_[k] = read_chain(r);
+    m.seg_q_[k] = r.f64();
+    m.seg_from_[k] = r.f64();
+    m.seg_ts_[k] = r.i64();
+  }
+  if (r.u64() != m.ring_.size()) r.fail("chain history size does not match the config");
+  const std::uint64_t used = r.u64();
+  if (used > m.ring_.size()) r.fail("chain history count out of range");
+  for (std::size_t i = 0; i < used; ++i) m.ring_[i] = read_chain(r);
+  m.ring_next_ = r.u64();
+  m.chains_total_ = r.u64();
+  if (m.ring_next_ >= m.ring_.size() || std::min<std::uint64_t>(m.chains_total_, m.ring_.size()) != used)
+    r.fail("chain history position out of range");
+  if (r.u64() != m.pending_.size()) r.fail("pending forecast capacity does not match the config");
+  for (Pending& p : m.pending_) {
+    p.live = r.boolean();
+    p.ts = r.i64();
+    p.side = read_side(r);
+    p.n = read_level_count(r);
+    p.extreme = r.f64();
+    read_array(r, p.price);
+    read_array(r, p.raw);
+  }
+  m.last_record_ts_ = r.i64();
+  m.recorded_any_ = r.boolean();
+  m.resolved_ = r.u64();
+  m.dropped_ = r.u64();
+  if (r.u64() != m.last_.size()) r.fail("venue count does not match");
+  for (VenuePrice& v : m.last_) {
+    v.ts = r.i64();
+    v.price = r.f64();
+  }
+  m.vol_r2_ = r.f64();
+  m.vol_dt_ = r.f64();
+  *this = std::move(m);
+}
+
+void Engine::save_learner_sections(Writer& w) const {
+  {
+    auto s = w.section(kCasc, 1, 0, false);  // cascade: config, then learned state
+    write_cascade_config(w, cfg_.cascade);
+    cascade_.save(w);
+  }
+}
+
+bool Engine::load_learner_section(const SectionHeader& h, Reader& body, bool config_only) {
+  if (h.tag == kCasc) {
+    serial::check_version(h, 1);
+    try {
+      configure_cascade(read_cascade_config(body));
+    } catch (const std::invalid_argument& e) {
+      body.fail(std::string("invalid cascade config: ") + e.what());
+    }
+    if (!config_only) cascade_.load(body);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace heatcore

@@ -1,0 +1,367 @@
+// C++ unit tests of the core: ingest, grid growth, bad input, save/load.
+// Built with -DHEATCORE_CPP_TESTS=ON; .ci/sanitize.sh runs them under
+// AddressSanitizer and UndefinedBehaviorSanitizer. No test framework: each
+// CHECK failure prints its line and the program exits non-zero.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "heatcore/engine.hpp"
+#include "heatcore/serialize.hpp"
+
+namespace hc = heatcore;
+namespace serial = heatcore::serial;
+
+namespace {
+
+int g_failures = 0;
+int g_checks = 0;
+
+#define CHECK(cond)                                                        \
+  do {                                                                     \
+    ++g_checks;                                                            \
+    if (!(cond)) {                                                         \
+      ++g_failures;                                                        \
+      std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+    }                                                                      \
+  } while (0)
+
+hc::EngineConfig make_config(bool learn = true) {
+  hc::EngineConfig c;
+  c.step = 50.0;
+  c.tiers = {2, 3, 5, 10, 20, 25, 50, 75, 100, 125};
+  c.learn = learn;
+  for (std::uint16_t id : {0, 3}) {
+    hc::VenueConfig v;
+    v.name = id == 0 ? "alpha" : "beta";
+    v.registry_id = id;
+    v.mechanics.brackets = {hc::Bracket{0.0, 50000.0, 0.004, 0.0, 125.0},
+                            hc::Bracket{50000.0, 1e18, 0.01, 300.0, 50.0}};
+    v.mechanics.fee_in_mm = id == 0 ? 0.0005 : 0.0;
+    v.prior_long.assign(c.tiers.size(), 1.0);
+    v.prior_short.assign(c.tiers.size(), 1.0);
+    v.prior_short[3] = 3.0;
+    c.venues.push_back(v);
+  }
+  return c;
+}
+
+hc::Event ev(std::int64_t ts, std::uint16_t venue, hc::EventKind kind, double price, double value = 0.0,
+             std::int8_t side = 0) {
+  hc::Event e{};
+  e.ts_ms = ts;
+  e.price = price;
+  e.value = value;
+  e.venue = venue;
+  e.kind = static_cast<std::uint8_t>(kind);
+  e.side = side;
+  return e;
+}
+
+// A deterministic stream: a random-walk price per venue, OI every 20 events,
+// liquidations now and then; drifts far enough to make the grid grow.
+std::vector<hc::Event> stream(std::uint32_t seed, std::size_t n, std::int64_t t0 = 1'700'000'000'000) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> step(0.0, 1.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<hc::Event> out;
+  out.reserve(n);
+  double price = 60000.0, oi = 2e9;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::int64_t ts = t0 + static_cast<std::int64_t>(i) * 1000;
+    const std::uint16_t venue = (i % 2) ? 3 : 0;
+    price *= std::exp(0.002 * step(rng) + 0.0004);  // drift up: the grid must grow
+    if (i % 20 == 5 || i % 20 == 10) {
+      oi *= std::exp(0.02 * step(rng));
+      out.push_back(ev(ts, venue, hc::EventKind::open_interest, price, oi));
+    } else if (u(rng) < 0.1) {
+      out.push_back(ev(ts, venue, hc::EventKind::liquidation, price, 1000.0 + 1e5 * u(rng),
+                       static_cast<std::int8_t>(u(rng) < 0.5 ? 1 : -1)));
+    } else {
+      out.push_back(ev(ts, venue, hc::EventKind::price, price));
+    }
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> state(const hc::Engine& e) {
+  serial::Writer w;
+  e.save_state(w);
+  return w.take();
+}
+
+hc::Engine load(const std::vector<std::uint8_t>& b, bool config_only = false) {
+  serial::Reader r(b.data(), b.size());
+  return hc::Engine::load_state(r, config_only);
+}
+
+// The state bytes with the reject counters blanked: what a refused input must not change.
+std::vector<std::uint8_t> state_without_counters(const hc::Engine& e) {
+  auto b = state(e);
+  serial::Reader r(b.data(), b.size());
+  serial::SectionHeader h;
+  serial::Reader body(nullptr, 0);
+  std::size_t pos = 0;
+  while (r.next_section(h, body)) {
+    const std::size_t payload = pos + serial::kSectionHeaderSize;
+    if (h.tag == serial::tag("ENGN")) {
+      const std::size_t n = body.u64();
+      std::memset(b.data() + payload + 8, 0, 8 * n);
+    }
+    pos = payload + static_cast<std::size_t>(h.length);
+  }
+  return b;
+}
+
+std::vector<double> map_of(const hc::Engine& e, int slot, int side) {
+  std::vector<double> l(static_cast<std::size_t>(e.grid().n)), s(l.size());
+  if (!l.empty()) e.heatmap(slot, l.data(), s.data());
+  return side == 0 ? l : s;
+}
+
+void test_crc() {
+  const char* s = "123456789";
+  CHECK(serial::crc32(s, 9) == 0xCBF43926u);  // the standard check value
+  CHECK(serial::crc32(s + 4, 5, serial::crc32(s, 4)) == 0xCBF43926u);
+  CHECK(serial::crc32(s, 0) == 0u);
+}
+
+void test_writer_reader() {
+  serial::Writer w;
+  {
+    auto sec = w.section(serial::tag("TEST"), 1, 2, true);
+    w.u8(7);
+    w.i64(-5);
+    w.f64(-0.0);
+    w.f64(std::numeric_limits<double>::denorm_min());
+    w.str("héllo");
+    w.f64s({1.5, 2.5});
+  }
+  serial::Reader r(w.buffer().data(), w.size());
+  serial::SectionHeader h;
+  serial::Reader body(nullptr, 0);
+  CHECK(r.next_section(h, body));
+  CHECK(h.tag == serial::tag("TEST") && h.major == 1 && h.minor == 2 && h.required());
+  CHECK(body.u8() == 7);
+  CHECK(body.i64() == -5);
+  const double nz = body.f64();
+  CHECK(nz == 0.0 && std::signbit(nz));
+  CHECK(body.f64() == std::numeric_limits<double>::denorm_min());
+  CHECK(body.str() == "héllo");
+  CHECK((body.f64s(10) == std::vector<double>{1.5, 2.5}));
+  CHECK(body.done());
+  CHECK(!r.next_section(h, body));
+  // Reading past the end is an error, not a read out of bounds.
+  bool threw = false;
+  try {
+    body.u32();
+  } catch (const serial::SnapshotError&) {
+    threw = true;
+  }
+  CHECK(threw);
+  // An array length larger than the bytes left is refused before allocating.
+  serial::Writer w2;
+  w2.u64(std::uint64_t{1} << 60);
+  serial::Reader r2(w2.buffer().data(), w2.size());
+  threw = false;
+  try {
+    r2.f64s(std::numeric_limits<std::size_t>::max());
+  } catch (const serial::SnapshotError&) {
+    threw = true;
+  }
+  CHECK(threw);
+}
+
+void test_ingest_and_growth() {
+  hc::Engine e(make_config());
+  const auto evs = stream(1, 4000);
+  const auto c = e.ingest(evs.data(), evs.size());
+  CHECK(c.rejected_total() == 0);
+  CHECK(c.price + c.open_interest + c.liquidation == evs.size());
+  // The price drifted ~5x: the grid grew to cover it.
+  const double last = evs.back().price;
+  CHECK(last > 2.0 * evs.front().price);
+  CHECK(e.grid().contains(static_cast<std::int64_t>(std::llround(last / e.grid().step))));
+  // Invariant: after an OI reading every tier's total equals the OI in base units.
+  const auto& v = e.venue(0);
+  for (double tot : v.book[0].tier_totals()) CHECK(tot <= v.stats.oi_base * (1 + 1e-9));
+  double sum = 0.0;
+  for (double x : map_of(e, -1, 0)) {
+    CHECK(std::isfinite(x) && x >= 0.0);
+    sum += x;
+  }
+  CHECK(sum > 0.0);
+}
+
+void test_bad_input() {
+  hc::Engine e(make_config());
+  const auto evs = stream(2, 600);
+  e.ingest(evs.data(), evs.size());
+  const std::int64_t t = evs.back().ts_ms + 1000;
+  const double p = evs.back().price;
+  const double oi_usd = e.venue(0).stats.oi_base * p;
+  struct Bad {
+    hc::Event ev;
+    hc::Reject why;
+  };
+  std::vector<Bad> bad = {
+      {ev(t, 0, hc::EventKind::price, std::nan("")), hc::Reject::non_finite},
+      {ev(t, 0, hc::EventKind::price, std::numeric_limits<double>::infinity()), hc::Reject::non_finite},
+      {ev(t, 0, hc::EventKind::price, -1.0), hc::Reject::non_positive_price},
+      {ev(t, 0, hc::EventKind::price, 0.0), hc::Reject::non_positive_price},
+      {ev(t, 0, hc::EventKind::price, p * 100.0), hc::Reject::absurd_price},
+      {ev(t, 0, hc::EventKind::price, 1e300), hc::Reject::absurd_price},
+      {ev(t, 9, hc::EventKind::price, p), hc::Reject::unknown_venue},
+      {ev(t, 65535, hc::EventKind::price, p), hc::Reject::unknown_venue},
+      {ev(t - 60'000, 0, hc::EventKind::price, p), hc::Reject::out_of_order},
+      {ev(t, 0, hc::EventKind::open_interest, p, 0.0), hc::Reject::non_positive_size},
+      {ev(t, 0, hc::EventKind::open_interest, p, -5.0), hc::Reject::non_positive_size},
+      {ev(t, 0, hc::EventKind::open_interest, p, std::nan("")), hc::Reject::non_finite},
+      {ev(t, 0, hc::EventKind::liquidation, p, 1000.0, 0), hc::Reject::unknown_side},
+      {ev(t, 0, hc::EventKind::liquidation, p, 1000.0, 5), hc::Reject::unknown_side},
+      {ev(t, 0, hc::EventKind::liquidation, p, -1.0, 1), hc::Reject::non_positive_size},
+      {ev(t, 0, hc::EventKind::liquidation, p, oi_usd * 1.5, 1), hc::Reject::absurd_size},
+      {ev(t, 0, hc::EventKind::liquidation, p, std::numeric_limits<double>::infinity(), -1), hc::Reject::non_finite},
+      {ev(evs.back().ts_ms, evs.back().venue, static_cast<hc::EventKind>(evs.back().kind), evs.back().price,
+          evs.back().value, evs.back().side),
+       hc::Reject::duplicate},
+  };
+  hc::Event unknown_kind = ev(t, 0, hc::EventKind::price, p);
+  unknown_kind.kind = 9;
+  bad.push_back({unknown_kind, hc::Reject::unknown_kind});
+  const auto before = state_without_counters(e);
+  const auto rejected_before = e.rejected();
+  for (const auto& b : bad) {
+    const auto r = e.apply(b.ev);
+    if (r != b.why)
+      std::fprintf(stderr, "  expected %s, got %s\n", hc::reject_name(b.why), hc::reject_name(r));
+    CHECK(r == b.why);
+  }
+  CHECK(state_without_counters(e) == before);  // a refused input changes nothing else
+  std::uint64_t added = 0;
+  for (std::size_t i = 0; i < rejected_before.size(); ++i) added += e.rejected()[i] - rejected_before[i];
+  CHECK(added == bad.size());
+  // The same event with a new timestamp is not a duplicate.
+  hc::Event again = evs.back();
+  again.ts_ms = t;
+  CHECK(e.apply(again) == hc::Reject::ok);
+}
+
+void test_round_trip() {
+  for (bool learn : {true, false}) {
+    const auto evs = stream(3, 6000);
+    const std::size_t cut = 2345;
+    hc::Engine first(make_config(learn));
+    first.ingest(evs.data(), cut);
+    first.set_learning(1, false);  // learn flags are state too
+    const auto bytes = state(first);
+    hc::Engine resumed = load(bytes);
+    CHECK(state(resumed) == bytes);  // load -> save reproduces the bytes
+    resumed.ingest(evs.data() + cut, evs.size() - cut);
+    first.ingest(evs.data() + cut, evs.size() - cut);
+    CHECK(state(resumed) == state(first));  // bit-identical after continuing
+    for (int slot = -1; slot < 2; ++slot)
+      for (int side = 0; side < 2; ++side) CHECK(map_of(resumed, slot, side) == map_of(first, slot, side));
+    // A duplicate of an event from before the snapshot is still caught after loading.
+    hc::Engine again = load(bytes);
+    CHECK(again.apply(evs[cut - 1]) == hc::Reject::duplicate);
+    // config_only: same configuration, empty state.
+    hc::Engine fresh = load(bytes, true);
+    CHECK(fresh.grid().n == 0 && fresh.last_ts() == std::numeric_limits<std::int64_t>::min());
+    fresh.ingest(evs.data(), cut);
+    hc::Engine plain(make_config(learn));
+    plain.ingest(evs.data(), cut);
+    CHECK(state(fresh) == state(plain));
+  }
+}
+
+void test_corrupt_snapshots() {
+  hc::Engine e(make_config());
+  const auto evs = stream(4, 300);
+  e.ingest(evs.data(), evs.size());
+  const auto good = state(e);
+  std::size_t refused = 0, loaded = 0;
+  // Every truncation is refused (no section may be cut).
+  for (std::size_t n = 0; n < good.size(); n += 1 + n / 64) {
+    std::vector<std::uint8_t> cut(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n));
+    try {
+      load(cut);
+      ++loaded;
+    } catch (const serial::SnapshotError&) {
+      ++refused;
+    }
+  }
+  CHECK(loaded == 0 && refused > 0);
+  // Random byte flips: an error or a loadable engine, never a crash or UB
+  // (the file-level CRC catches these; the core must survive them anyway).
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<std::size_t> pos(0, good.size() - 1);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::size_t errors = 0;
+  for (int i = 0; i < 400; ++i) {
+    auto b = good;
+    for (int k = 0; k < 3; ++k) b[pos(rng)] = static_cast<std::uint8_t>(byte(rng));
+    try {
+      hc::Engine x = load(b);
+      const auto more = stream(6, 50, evs.back().ts_ms + 1000);
+      x.ingest(more.data(), more.size());
+      (void)map_of(x, -1, 0);
+    } catch (const serial::SnapshotError&) {
+      ++errors;
+    }
+  }
+  CHECK(errors > 0);
+}
+
+void test_versions() {
+  hc::Engine e(make_config());
+  const auto evs = stream(7, 200);
+  e.ingest(evs.data(), evs.size());
+  auto with_extra = [&](std::uint16_t major, bool required) {
+    serial::Writer w;
+    e.save_state(w);
+    auto sec = w.section(serial::tag("ZZZZ"), major, 0, required);
+    w.f64(1.0);
+    sec.close();
+    return w.take();
+  };
+  // An optional section this version does not know (a newer minor) is skipped.
+  hc::Engine x = load(with_extra(1, false));
+  CHECK(state(x) == state(e));
+  bool threw = false;
+  try {
+    load(with_extra(1, true));
+  } catch (const serial::SnapshotError&) {
+    threw = true;
+  }
+  CHECK(threw);
+  // A known section with a newer major version is refused.
+  auto b = state(e);
+  b[4] = 2;  // CONF major -> 2
+  threw = false;
+  try {
+    load(b);
+  } catch (const serial::SnapshotError& ex) {
+    threw = std::string(ex.what()).find("format version 2") != std::string::npos;
+  }
+  CHECK(threw);
+}
+
+}  // namespace
+
+int main() {
+  test_crc();
+  test_writer_reader();
+  test_ingest_and_growth();
+  test_bad_input();
+  test_round_trip();
+  test_corrupt_snapshots();
+  test_versions();
+  std::printf("%d checks, %d failures\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,279 @@
+"""Snapshots: exact round trip, pickling, the file format's checks, atomic saves."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import multiprocessing
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from persist_stream import synthetic_stream
+
+import heatcore as hc
+from heatcore import _core, persist
+
+VENUES = ("binance", "okx", "bybit")
+
+
+def _engine(learn: bool = True, **kw) -> hc.Engine:
+    return hc.Engine("BTCUSDT", venues=VENUES, learn=learn, **kw)
+
+
+def _observables(eng: hc.Engine) -> dict:
+    """Everything a user can read from an engine."""
+    out: dict = {"diag": eng.diagnostics(), "events_seen": eng.events_seen,
+                 "cascade_config": eng.cascade_config()}
+    for side in ("long", "short"):
+        out[f"cascade/{side}"] = eng.cascade(side)
+    for k, v in eng.cascade_state().items():
+        out[f"cascade_state/{k}"] = np.asarray(v)
+    for k, v in eng.chains().items():
+        out[f"chains/{k}"] = np.asarray(v)
+    for v in (None, *eng.venues):
+        m = eng.heatmap(v)
+        out[f"map/{v}"] = (m.prices, m.long, m.short, m.price)
+        if v is not None:
+            out[f"stats/{v}"] = eng.diagnostics(v)
+            for side in ("long", "short"):
+                out[f"mix/{v}/{side}"] = eng.leverage_mix(v, side)[1]
+                out[f"tiers/{v}/{side}"] = eng.exposure_by_tier(v, side)
+                out[f"ratios/{v}/{side}"] = eng.liquidation_ratios(v, side)
+    return out
+
+
+def _assert_same(a: hc.Engine, b: hc.Engine) -> None:
+    """Bit-identical state and identical observables."""
+    assert a._core.state_bytes() == b._core.state_bytes()
+    oa, ob = _observables(a), _observables(b)
+    assert oa.keys() == ob.keys()
+    for k in oa:
+        va, vb = oa[k], ob[k]
+        if isinstance(va, tuple):
+            for x, y in zip(va, vb, strict=True):
+                np.testing.assert_array_equal(x, y, err_msg=k)
+        elif isinstance(va, np.ndarray):
+            np.testing.assert_array_equal(va, vb, err_msg=k)
+        else:
+            assert va == vb, k
+
+
+@pytest.fixture(scope="module")
+def stream() -> np.ndarray:
+    return synthetic_stream(11, 30_000, VENUES, oi_every=60)
+
+
+@pytest.mark.parametrize("learn", [True, False], ids=["learn", "static"])
+@pytest.mark.parametrize("cut", [1, 7_777, 29_999], ids=["start", "middle", "end"])
+def test_save_load_continue_equals_never_stopping(tmp_path: Path, stream: np.ndarray, learn: bool, cut: int) -> None:
+    straight = _engine(learn)
+    straight.ingest(stream[:cut])
+    straight.freeze("okx")
+    straight.ingest(stream[cut:])
+
+    first = _engine(learn)
+    first.ingest(stream[:cut])
+    first.freeze("okx")
+    first.save(tmp_path / "a.hcsnap")
+    resumed = hc.Engine.load(tmp_path / "a.hcsnap")
+    assert resumed.symbol == "BTCUSDT" and resumed.venues == VENUES and resumed.learn == learn
+    resumed.ingest(stream[cut:])
+    _assert_same(resumed, straight)
+    assert resumed.heatmap().total()[0] > 0  # the comparison is over a non-trivial map
+
+
+def test_single_updates_after_load_match(tmp_path: Path, stream: np.ndarray) -> None:
+    a = _engine()
+    a.ingest(stream[:5000])
+    a.save(tmp_path / "s")
+    b = hc.Engine.load(tmp_path / "s")
+    t = int(stream["ts"][4999])
+    for eng in (a, b):
+        eng.update_price("okx", t + 1000, 91_000.0)
+        eng.update_open_interest("okx", t + 2000, 2.5e9)
+        eng.on_liquidation("okx", t + 3000, "short", 91_100.0, 50_000.0, price_kind="bankruptcy")
+        eng.update_price("binance", t + 4000, 95_000.0)
+        with pytest.raises(hc.InputError, match="duplicate"):
+            eng.update_price("binance", t + 4000, 95_000.0)
+    _assert_same(a, b)
+
+
+def test_pickle_and_deepcopy(stream: np.ndarray) -> None:
+    a = _engine()
+    a.ingest(stream[:10_000])
+    for b in (pickle.loads(pickle.dumps(a)), copy.deepcopy(a)):
+        _assert_same(a, b)
+        b.ingest(stream[10_000:12_000])
+        assert b._core.state_bytes() != a._core.state_bytes()  # independent copies
+    a.ingest(stream[10_000:12_000])
+    _assert_same(a, b)
+
+
+def _continue_in_worker(eng: hc.Engine, events: np.ndarray) -> hc.Engine:
+    eng.ingest(events)
+    return eng
+
+
+def test_pickle_through_multiprocessing(stream: np.ndarray) -> None:
+    a = _engine()
+    a.ingest(stream[:8000])
+    ctx = multiprocessing.get_context("spawn" if os.name != "posix" else "fork")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        b = pool.submit(_continue_in_worker, a, stream[8000:16_000]).result(timeout=60)
+    a.ingest(stream[8000:16_000])
+    _assert_same(a, b)
+
+
+# -- the file format --------------------------------------------------------------
+
+def _snapshot(stream: np.ndarray) -> bytes:
+    eng = _engine()
+    eng.ingest(stream[:3000])
+    return eng.__getstate__()
+
+
+def _split(data: bytes) -> tuple[bytes, list[tuple[bytes, int, int, int, bytes]]]:
+    head = persist.read_header(data)
+    return data[:head["offset"]], list(persist._sections(data, head["offset"], len(data) - 4))
+
+
+def _join(head: bytes, sections: list[tuple[bytes, int, int, int, bytes]]) -> bytes:
+    body = head + b"".join(persist._section(t, (ma, mi), p, bool(f & 1)) for t, ma, mi, f, p in sections)
+    return body + struct.pack("<I", _core.crc32(body))
+
+
+def test_header_fields(stream: np.ndarray) -> None:
+    data = _snapshot(stream)
+    assert data[:8] == persist.MAGIC
+    head = persist.read_header(data)
+    assert head["format"] == persist.FORMAT_VERSION == (1, 0)
+    assert head["library"] == hc.__version__
+    import zlib
+
+    assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])  # our CRC-32 is the standard one
+    _, sections = _split(data)
+    assert [s[0] for s in sections] == [b"META", b"CORE"]
+    assert _join(*_split(data)) == data
+
+
+def test_corrupt_bytes_are_refused(stream: np.ndarray) -> None:
+    data = _snapshot(stream)
+    rng = np.random.default_rng(3)
+    for pos in rng.integers(0, len(data), 200):
+        bad = bytearray(data)
+        bad[pos] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(hc.SnapshotError):
+            hc.Engine._from_snapshot(bytes(bad))
+    for n in [0, 5, 13, 40, len(data) // 2, len(data) - 5, len(data) - 1]:
+        with pytest.raises(hc.SnapshotError):
+            hc.Engine._from_snapshot(data[:n])
+    with pytest.raises(hc.SnapshotError, match="checksum"):
+        hc.Engine._from_snapshot(data[:-4] + bytes(4))
+
+
+def test_not_a_snapshot(tmp_path: Path) -> None:
+    p = tmp_path / "x"
+    p.write_bytes(b'{"ts": 1, "kind": "price"}\n')
+    with pytest.raises(hc.SnapshotError, match="magic"):
+        hc.Engine.load(p)
+    p.write_bytes(b"")
+    with pytest.raises(hc.SnapshotError):
+        hc.Engine.load(p)
+
+
+def test_newer_major_version_is_refused(stream: np.ndarray) -> None:
+    data = bytearray(_snapshot(stream))
+    data[8:10] = struct.pack("<H", 2)
+    with pytest.raises(hc.SnapshotError, match=r"format 2\.0 .*newer"):
+        hc.Engine._from_snapshot(bytes(data))
+    # A known section with a newer major, correctly checksummed: refused too.
+    head, sections = _split(_snapshot(stream))
+    t, _, mi, f, p = sections[1]
+    with pytest.raises(hc.SnapshotError, match="newer"):
+        hc.Engine._from_snapshot(_join(head, [sections[0], (t, 2, mi, f, p)]))
+
+
+def test_newer_minor_optional_sections_are_skipped(stream: np.ndarray) -> None:
+    data = _snapshot(stream)
+    head, sections = _split(data)
+    head = head[:10] + struct.pack("<H", 7) + head[12:]  # format 1.7
+    extra = (b"XTRA", 1, 0, 0, b"state of a future learner")
+    newer = _join(head, [sections[0], extra, *sections[1:]])
+    a, b = hc.Engine._from_snapshot(data), hc.Engine._from_snapshot(newer)
+    _assert_same(a, b)
+    required = (b"XTRA", 1, 0, 1, b"must not be dropped")
+    with pytest.raises(hc.SnapshotError, match="required section"):
+        hc.Engine._from_snapshot(_join(head, [*sections, required]))
+
+
+def test_core_sections_follow_the_same_rules(stream: np.ndarray) -> None:
+    """Inside CORE: an unknown optional section (a learner added by a newer minor
+    version) is skipped; an unknown required one is refused."""
+    data = _snapshot(stream)
+    head, sections = _split(data)
+    core = sections[1][4]
+    for required, ok in ((False, True), (True, False)):
+        extra = persist._section(b"LRNX", (1, 3), b"\x00" * 12, required)
+        patched = _join(head, [sections[0], (b"CORE", 1, 0, 1, core + extra)])
+        if ok:
+            _assert_same(hc.Engine._from_snapshot(patched), hc.Engine._from_snapshot(data))
+        else:
+            with pytest.raises(hc.SnapshotError, match="LRNX"):
+                hc.Engine._from_snapshot(patched)
+
+
+# -- atomic writes ------------------------------------------------------------------
+
+def test_failed_save_leaves_previous_snapshot(tmp_path: Path, stream: np.ndarray, monkeypatch) -> None:
+    path = tmp_path / "snap"
+    eng = _engine()
+    eng.ingest(stream[:2000])
+    eng.save(path)
+    before = path.read_bytes()
+    eng.ingest(stream[2000:4000])
+    for victim in ("fsync", "replace"):
+        def boom(*a, **k):
+            raise OSError("disk gone")
+
+        with monkeypatch.context() as m:
+            m.setattr(os, victim, boom)
+            with pytest.raises(OSError, match="disk gone"):
+                eng.save(path)
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["snap"]  # the temporary file is gone
+    eng.save(path)
+    assert hc.Engine.load(path)._core.state_bytes() == eng._core.state_bytes()
+
+
+def test_cascade_options_and_learned_state_survive(tmp_path: Path, stream: np.ndarray) -> None:
+    opts = {"horizon_s": 1800.0, "gap_ms": 20_000, "half_life": 50.0}
+    a = _engine(cascade=opts)
+    a.ingest(stream[:20_000])
+    assert a.cascade_state()["chains_total"] > 0  # the cascade learner has state to lose
+    a.save(tmp_path / "c")
+    b = hc.Engine.load(tmp_path / "c")
+    assert b.cascade_config() == a.cascade_config() != _engine().cascade_config()
+    for eng in (a, b):
+        eng.ingest(stream[20_000:])
+    _assert_same(a, b)
+
+
+def test_repeated_save_load_on_the_simulator(tmp_path: Path) -> None:
+    """A simulated market (heatcore.sim): stopping and restarting from a snapshot
+    every 2,000 events ends exactly where an uninterrupted run does."""
+    from heatcore import sim
+
+    run = sim.simulate(hours=6, seed=4, venues=["binance", "okx", "bybit"])
+    straight = hc.Engine(run.symbol, step=run.step, venues=run.venues)
+    straight.ingest(run.events)
+    eng = hc.Engine(run.symbol, step=run.step, venues=run.venues)
+    for i in range(0, len(run.events), 2000):
+        eng.ingest(run.events[i:i + 2000])
+        eng.save(tmp_path / "sim.hcsnap")
+        eng = hc.Engine.load(tmp_path / "sim.hcsnap")
+    assert straight.cascade_state()["chains_total"] > 0 and straight.diagnostics()["rejected_total"] == 0
+    _assert_same(eng, straight)
