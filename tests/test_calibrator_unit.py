@@ -243,3 +243,31 @@ def test_learner_window_is_centred_on_the_trigger():
     lo1, hi1 = core.calibrated_window(0, 1, bk, 99_000.0)
     assert hi1 - lo1 < hi0 - lo0          # evidence narrows the kernel
     assert (hi1 - lo1) / 2 >= 0.002 * 99_000.0 / eng.step
+
+
+def test_snapshot_round_trip_keeps_every_estimate(tmp_path):
+    """save/load (and pickle) restore the calibrator exactly, and it goes on identically."""
+    import pickle
+
+    res = simulate(hours=12, seed=5, venues=("htx", "kraken"), oi_usd={"htx": 1e9, "kraken": 1e9})
+    ev = res.events
+    half = ev.size // 2
+    eng = hc.Engine(symbol=res.symbol, step=res.step, venues=("htx", "kraken"))
+    eng.ingest(ev[:half])
+    path = tmp_path / "eng.hcsnap"
+    eng.save(path)
+    loaded = hc.Engine.load(path)
+    pickled = pickle.loads(pickle.dumps(eng))
+    for other in (loaded, pickled):
+        assert other.calibrate is True
+        for v in ("htx", "kraken"):
+            assert other.calibration(v) == eng.calibration(v)
+            np.testing.assert_array_equal(other.liquidation_ratios(v, "long"), eng.liquidation_ratios(v, "long"))
+    applied = [eng.calibration("htx")["rate_scale"][s]["applied"] for s in ("long", "short")]
+    assert max(applied) > 1.3   # something to keep
+    for e in (eng, loaded):
+        e.ingest(ev[half:])
+    assert loaded.calibration("htx") == eng.calibration("htx")
+    off = hc.Engine(symbol=res.symbol, step=res.step, venues=("htx",), calibrate=False)
+    off.save(tmp_path / "off.hcsnap")
+    assert hc.Engine.load(tmp_path / "off.hcsnap").calibrate is False

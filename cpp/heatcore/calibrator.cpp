@@ -1,5 +1,7 @@
 #include "heatcore/calibrator.hpp"
 
+#include "heatcore/serialize.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -345,6 +347,150 @@ double Calibrator::max_leverage_at(std::size_t slot, double notional_usd) const 
   for (const Bracket& b : m.brackets)
     if (notional_usd >= b.floor) lev = std::min(m.max_leverage, b.max_leverage);
   return lev;
+}
+
+// ---- snapshots -------------------------------------------------------------------
+
+void RobustLocation::save(serial::Writer& w) const {
+  w.f64_span(warm_.data(), kWarm);
+  w.f64_span(ring_.data(), kRing);
+  w.i32(nw_);
+  w.i32(nring_);
+  w.i32(run_);
+  w.u64(ring_pos_);
+  w.f64(mu_);
+  w.f64(n_);
+  w.f64(sigma_floor_);
+  w.f64(sd_);
+  w.u64(count_);
+  w.u64(clipped_);
+  w.u64(restarts_);
+}
+
+void RobustLocation::load(serial::Reader& r) {
+  RobustLocation x;
+  r.f64_span(x.warm_.data(), kWarm);
+  r.f64_span(x.ring_.data(), kRing);
+  x.nw_ = r.i32();
+  x.nring_ = r.i32();
+  x.run_ = r.i32();
+  x.ring_pos_ = r.u64();
+  x.mu_ = r.f64();
+  x.n_ = r.f64();
+  x.sigma_floor_ = r.f64();
+  x.sd_ = r.f64();
+  x.count_ = r.u64();
+  x.clipped_ = r.u64();
+  x.restarts_ = r.u64();
+  if (x.nw_ < 0 || x.nw_ > kWarm || x.nring_ < 0 || x.nring_ > kRing || x.ring_pos_ >= kRing ||
+      std::abs(x.run_) > kShiftRun || !(x.n_ >= 0.0) || !std::isfinite(x.mu_))
+    r.fail("calibrator estimate out of range");
+  *this = x;
+}
+
+void Calibrator::save_config(serial::Writer& w, const CalibratorConfig& c) {
+  w.i64(c.fresh_ms);
+  w.f64(c.huber_c);
+  w.f64(c.sigma_floor);
+  w.f64(c.systematic_sd);
+  w.f64(c.max_n_eff);
+  w.f64(c.scale_min);
+  w.f64(c.scale_max);
+  w.f64(c.scale_prior_sd);
+  w.f64(c.ref_leverage);
+  w.f64(c.apply_rel);
+  w.u32(c.apply_every);
+  w.f64(c.depart_z);
+  w.boolean(c.widen_kernel);
+}
+
+CalibratorConfig Calibrator::load_config(serial::Reader& r) {
+  CalibratorConfig c;
+  c.fresh_ms = r.i64();
+  c.huber_c = r.f64();
+  c.sigma_floor = r.f64();
+  c.systematic_sd = r.f64();
+  c.max_n_eff = r.f64();
+  c.scale_min = r.f64();
+  c.scale_max = r.f64();
+  c.scale_prior_sd = r.f64();
+  c.ref_leverage = r.f64();
+  c.apply_rel = r.f64();
+  c.apply_every = r.u32();
+  c.depart_z = r.f64();
+  c.widen_kernel = r.boolean();
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    r.fail(std::string("invalid calibrator config: ") + e.what());
+  }
+  return c;
+}
+
+void Calibrator::save(serial::Writer& w) const {
+  w.u64(mech_.size());
+  for (std::size_t slot = 0; slot < mech_.size(); ++slot) {
+    w.u8(static_cast<std::uint8_t>(doc_kind_[slot]));
+    w.i64(mark_ts_[slot]);
+    w.f64(mark_px_[slot]);
+  }
+  for (const CalibSide& st : state_) {
+    for (const auto& loc : st.offset) loc.save(w);
+    w.f64_span(st.offset_prior.data(), st.offset_prior.size());
+    w.f64_span(st.offset_prior_sd.data(), st.offset_prior_sd.size());
+    w.f64(st.scale);
+    w.f64(st.scale_sd);
+    w.f64(st.scale_n);
+    w.u8(static_cast<std::uint8_t>(st.scale_source));
+    w.f64(st.applied_scale);
+    w.u32(st.since_check);
+    w.f64(st.lq_mean);
+    w.f64(st.lq_var);
+    w.f64(st.lq_n);
+    w.f64(st.q_max);
+    w.u64(st.used);
+    w.u64(st.no_reference);
+  }
+}
+
+void Calibrator::load(serial::Reader& r) {
+  if (r.u64() != mech_.size()) r.fail("calibrator venue count does not match");
+  std::vector<PriceKind> kinds(mech_.size());
+  std::vector<std::int64_t> mts(mech_.size());
+  std::vector<double> mpx(mech_.size());
+  for (std::size_t slot = 0; slot < mech_.size(); ++slot) {
+    const std::uint8_t k = r.u8();
+    if (k >= kKinds) r.fail("calibrator price kind out of range");
+    kinds[slot] = static_cast<PriceKind>(k);
+    mts[slot] = r.i64();
+    mpx[slot] = r.f64();
+  }
+  std::vector<CalibSide> states(state_.size());
+  for (CalibSide& st : states) {
+    for (auto& loc : st.offset) loc.load(r);
+    r.f64_span(st.offset_prior.data(), st.offset_prior.size());
+    r.f64_span(st.offset_prior_sd.data(), st.offset_prior_sd.size());
+    st.scale = r.f64();
+    st.scale_sd = r.f64();
+    st.scale_n = r.f64();
+    const std::uint8_t src = r.u8();
+    if (src > 2) r.fail("calibrator rate source out of range");
+    st.scale_source = static_cast<RateSource>(src);
+    st.applied_scale = r.f64();
+    st.since_check = r.u32();
+    st.lq_mean = r.f64();
+    st.lq_var = r.f64();
+    st.lq_n = r.f64();
+    st.q_max = r.f64();
+    st.used = r.u64();
+    st.no_reference = r.u64();
+    if (!(st.scale > 0.0 && std::isfinite(st.scale) && st.applied_scale > 0.0 && std::isfinite(st.applied_scale)))
+      r.fail("calibrator scale out of range");
+  }
+  doc_kind_ = std::move(kinds);
+  mark_ts_ = std::move(mts);
+  mark_px_ = std::move(mpx);
+  state_ = std::move(states);
 }
 
 }  // namespace heatcore

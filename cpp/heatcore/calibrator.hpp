@@ -60,6 +60,11 @@
 
 namespace heatcore {
 
+namespace serial {
+class Writer;
+class Reader;
+}  // namespace serial
+
 struct CalibratorConfig {
   std::int64_t fresh_ms = 1000;   // a venue mark at most this old stands for the trigger
   double huber_c = 2.0;           // Huber threshold, in robust-scale units
@@ -100,6 +105,8 @@ class RobustLocation {
   std::uint64_t count() const noexcept { return count_; }
   std::uint64_t clipped() const noexcept { return clipped_; }
   std::uint64_t restarts() const noexcept { return restarts_; }
+  void save(serial::Writer& w) const;
+  void load(serial::Reader& r);
 
  private:
   static double median_n(double* v, int n);
@@ -183,6 +190,13 @@ class Calibrator {
   // Largest leverage the venue's brackets allow for a position of this notional.
   double max_leverage_at(std::size_t slot, double notional_usd) const;
   const CalibSide& side_state(std::size_t slot, Side side) const { return at(slot, side); }
+  // Snapshots (section CALB, written by Engine::save_learner_sections): settings,
+  // documented kinds, marks and every estimate, exactly. load() throws
+  // serial::SnapshotError on a mismatch and leaves *this unchanged.
+  void save(serial::Writer& w) const;
+  void load(serial::Reader& r);
+  static void save_config(serial::Writer& w, const CalibratorConfig& c);
+  static CalibratorConfig load_config(serial::Reader& r);
   // The documented offset of a report kind for this venue (ln reported / trigger).
   double documented_offset(std::size_t slot, Side side, PriceKind kind, double scale = 1.0) const;
 

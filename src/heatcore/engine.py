@@ -291,6 +291,13 @@ class Engine:
             self._prices_cache = None
             self._unknown_venues = int(meta["unknown_venues"])
             self._persist_init(int(meta["events_seen"]), str(meta.get("journal_token", "")))
+            # [calibrator] on/off and estimates come from the core's CALB section; a
+            # snapshot without one gets the registry's documented report kinds
+            self._calibrate = bool(core.calibrating())
+            for slot, name in enumerate(names):
+                if core.calibration(slot)["documented_kind"] == "unknown":
+                    kind = get_venue(name).reported_price
+                    core.set_documented_kind(slot, PRICE_KINDS.index(kind) if kind in PRICE_KINDS else 0)
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, _persist.SnapshotError):
                 raise
