@@ -324,6 +324,13 @@ double Calibrator::placement_scale(std::size_t slot, Side side) const {
   return e.departs ? e.value : 1.0;
 }
 
+bool Calibrator::departs(std::size_t slot, Side side) const {
+  const Estimate off = offset(slot, side, doc_kind_.at(slot));
+  if (off.n_eff < RobustLocation::kWarm) return false;
+  return off.departs || rate_source(slot, side) == RateSource::convention_departs ||
+         at(slot, side).applied_scale != 1.0;
+}
+
 double Calibrator::trigger_of(std::size_t slot, Side side, PriceKind kind, double reported) const {
   return reported * std::exp(-offset(slot, side, kind).value);
 }

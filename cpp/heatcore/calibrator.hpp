@@ -175,6 +175,10 @@ class Calibrator {
   // The scale levels should be placed with: the estimate once it departs
   // significantly from the registry's (|ln s| > depart_z sd), else 1.
   double placement_scale(std::size_t slot, Side side) const;
+  // The venue departs from its documentation on this side, on evidence (at least
+  // kWarm events): its reports sit elsewhere than documented, its convention is
+  // not the documented one, or its levels were re-placed.
+  bool departs(std::size_t slot, Side side) const;
   RateSource rate_source(std::size_t slot, Side side) const { return at(slot, side).scale_source; }
   double applied_scale(std::size_t slot, Side side) const { return at(slot, side).applied_scale; }
   PriceKind documented_kind(std::size_t slot) const { return doc_kind_.at(slot); }

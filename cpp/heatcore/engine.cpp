@@ -403,6 +403,13 @@ void Engine::set_mix(std::size_t slot, Side side, const std::vector<double>& w) 
 void Engine::forecast_on_liquidation(std::size_t slot, Side side, std::int64_t ts, double price,
                                      double notional_usd) {
   fc_.on_liquidation(slot, side, ts, price, notional_usd, grid_.step);
+  // [calibrator] where the calibrator has found the venue departing from its
+  // documentation (reports elsewhere, or levels re-placed), the forecast places
+  // the map's reported prices with the measured offset
+  if (calibrating_ && learn_[slot] && calib_.departs(slot, side)) {
+    const Estimate off = calib_.offset(slot, side, calib_.documented_kind(slot));
+    fc_.set_shift(slot, side_index(side), static_cast<int>(std::lround(off.value * price / grid_.step)));
+  }
   forecast_refresh(ts);
 }
 
