@@ -3,5 +3,6 @@
 PYBIND11_MODULE(_core, m) {
   m.doc() = "heatcore's compiled core. Private: use the `heatcore` package.";
   register_mechanics(m);
+  register_learner(m);  // before register_engine: Engine's init defaults to a LearnerConfig
   register_engine(m);
 }

@@ -16,6 +16,10 @@ SideBook::SideBook(Side side, std::vector<double> ratios, std::vector<double> we
   const std::size_t t = ratio_.size();
   tot_.assign(t, 0.0);
   consumed_.assign(t, 0.0);
+  otot_.assign(t, 0.0);
+  oconsumed_usd_.assign(t, 0.0);
+  olo_.assign(t, kEmptyLo);
+  ohi_.assign(t, kEmptyHi);
   lo_.assign(t, kEmptyLo);
   hi_.assign(t, kEmptyHi);
   rmin_ = *std::min_element(ratio_.begin(), ratio_.end());
@@ -29,14 +33,19 @@ void SideBook::regrid(const PriceGrid& old_grid, const PriceGrid& new_grid) {
   const auto shift = static_cast<std::size_t>(old_grid.k0 - new_grid.k0);
   std::vector<double> d(t_count * nn, 0.0);
   std::vector<double> h(nn, 0.0);
+  std::vector<double> o(t_count * nn, 0.0);
   if (on > 0) {
-    for (std::size_t t = 0; t < t_count; ++t)
+    for (std::size_t t = 0; t < t_count; ++t) {
       std::copy_n(d_.begin() + static_cast<std::ptrdiff_t>(t * on), on,
                   d.begin() + static_cast<std::ptrdiff_t>(t * nn + shift));
+      std::copy_n(o_.begin() + static_cast<std::ptrdiff_t>(t * on), on,
+                  o.begin() + static_cast<std::ptrdiff_t>(t * nn + shift));
+    }
     std::copy_n(map_.begin(), on, h.begin() + static_cast<std::ptrdiff_t>(shift));
   }
   d_.swap(d);
   map_.swap(h);
+  o_.swap(o);
 }
 
 void SideBook::deposit(const PriceGrid& g, std::size_t t, std::int64_t e, double qty, double sign) {
@@ -49,12 +58,14 @@ void SideBook::deposit(const PriceGrid& g, std::size_t t, std::int64_t e, double
   const auto i = static_cast<std::size_t>(k - g.k0);
   // Coverage is the engine's job; the guard keeps a bad caller from writing out of range.
   if (k < g.k0 || k + 1 >= g.k0 + g.n) return;
+  const double before = map_[i] + map_[i + 1];
   map_[i] += usd * (1.0 - frac);
   map_[i + 1] += usd * frac;
   if (sign < 0) {
     if (map_[i] < 0) map_[i] = 0;
     if (map_[i + 1] < 0) map_[i + 1] = 0;
   }
+  map_sum_ += map_[i] + map_[i + 1] - before;
 }
 
 void SideBook::add(const PriceGrid& g, std::size_t t, std::int64_t e, double qty) {
@@ -126,11 +137,44 @@ double SideBook::consume(const PriceGrid& g, double price) {
     }
   }
   expected_usd_ += expected;
+  // The openings book is crossed under the same rule (its own entry range).
+  for (std::size_t t = 0; t < tiers(); ++t) {
+    if (olo_[t] > ohi_[t]) continue;
+    double* row = o_.data() + t * n;
+    const double r = ratio_[t];
+    std::int64_t first, last;
+    if (side_ == Side::long_) {
+      const double kc_f = std::ceil(u / r);
+      if (kc_f > static_cast<double>(ohi_[t])) continue;
+      first = std::max(static_cast<std::int64_t>(kc_f), olo_[t]);
+      last = ohi_[t];
+      ohi_[t] = first - 1;
+    } else {
+      const double kc_f = std::floor(u / r);
+      if (kc_f < static_cast<double>(olo_[t])) continue;
+      first = olo_[t];
+      last = std::min(static_cast<std::int64_t>(kc_f), ohi_[t]);
+      olo_[t] = last + 1;
+    }
+    for (std::int64_t e = first; e <= last; ++e) {
+      double& q = row[e - g.k0];
+      if (q == 0.0) continue;
+      oconsumed_usd_[t] += q * static_cast<double>(e) * r * g.step;
+      otot_[t] -= q;
+      q = 0.0;
+    }
+    if (olo_[t] > ohi_[t]) {
+      olo_[t] = kEmptyLo;
+      ohi_[t] = kEmptyHi;
+      otot_[t] = 0.0;
+    }
+  }
   return expected;
 }
 
 void SideBook::rebuild_map(const PriceGrid& g) {
   std::fill(map_.begin(), map_.end(), 0.0);
+  map_sum_ = 0.0;
   const auto n = static_cast<std::size_t>(g.n);
   for (std::size_t t = 0; t < tiers(); ++t) {
     if (empty_tier(t)) continue;
@@ -178,6 +222,43 @@ double SideBook::exposure_total() const noexcept {
   double s = 0.0;
   for (std::size_t t = 0; t < tiers(); ++t) s += w_[t] * tot_[t];
   return s;
+}
+
+
+void SideBook::add_openings(const PriceGrid& g, std::int64_t e, double qty) {
+  const auto n = static_cast<std::size_t>(g.n);
+  for (std::size_t t = 0; t < tiers(); ++t) {
+    o_[t * n + static_cast<std::size_t>(e - g.k0)] += qty;
+    otot_[t] += qty;
+    olo_[t] = std::min(olo_[t], e);
+    ohi_[t] = std::max(ohi_[t], e);
+  }
+}
+
+void SideBook::age_openings(const PriceGrid& g, double factor) {
+  const auto n = static_cast<std::size_t>(g.n);
+  for (std::size_t t = 0; t < tiers(); ++t) {
+    if (olo_[t] > ohi_[t]) continue;
+    double* row = o_.data() + t * n;
+    for (std::int64_t e = olo_[t]; e <= ohi_[t]; ++e) row[e - g.k0] *= factor;
+    otot_[t] *= factor;
+  }
+}
+
+void SideBook::openings_near(const PriceGrid& g, double x_lo, double x_hi, const double* scale,
+                             double* out) const {
+  const auto n = static_cast<std::size_t>(g.n);
+  for (std::size_t t = 0; t < tiers(); ++t) {
+    out[t] = 0.0;
+    if (olo_[t] > ohi_[t]) continue;
+    const double r = ratio_[t] / scale[t];
+    const auto e_lo = std::max(static_cast<std::int64_t>(std::ceil(x_lo / r)), olo_[t]);
+    const auto e_hi = std::min(static_cast<std::int64_t>(std::floor(x_hi / r)), ohi_[t]);
+    const double* row = o_.data() + t * n;
+    double s = 0.0;
+    for (std::int64_t e = e_lo; e <= e_hi; ++e) s += row[e - g.k0];
+    out[t] = s;
+  }
 }
 
 }  // namespace heatcore
