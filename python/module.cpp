@@ -5,4 +5,5 @@ PYBIND11_MODULE(_core, m) {
   register_mechanics(m);
   register_learner(m);  // before register_engine: Engine's init defaults to a LearnerConfig
   register_engine(m);
+  register_cascade(m);  // adds methods to Engine: after register_engine
 }

@@ -12,3 +12,4 @@ using namespace pybind11::literals;
 void register_mechanics(py::module_& m);
 void register_learner(py::module_& m);
 void register_engine(py::module_& m);
+void register_cascade(py::module_& m);

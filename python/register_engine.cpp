@@ -40,12 +40,13 @@ void register_engine(py::module_& m) {
 
   py::class_<hc::VenueConfig>(m, "VenueConfig")
       .def(py::init([](std::string name, int registry_id, hc::Mechanics mech, std::vector<double> prior_long,
-                       std::vector<double> prior_short) {
+                       std::vector<double> prior_short, double cross_share, double cross_distance) {
              if (registry_id < 0 || registry_id > 65535) throw py::value_error("registry_id out of range");
              return hc::VenueConfig{std::move(name), static_cast<std::uint16_t>(registry_id), std::move(mech),
-                                    std::move(prior_long), std::move(prior_short)};
+                                    std::move(prior_long), std::move(prior_short), cross_share, cross_distance};
            }),
-           "name"_a, "registry_id"_a, "mechanics"_a, "prior_long"_a, "prior_short"_a)
+           "name"_a, "registry_id"_a, "mechanics"_a, "prior_long"_a, "prior_short"_a, "cross_share"_a = 0.0,
+           "cross_distance"_a = 1.0)
       .def_readonly("name", &hc::VenueConfig::name)
       .def_readonly("registry_id", &hc::VenueConfig::registry_id)
       .def_readonly("mechanics", &hc::VenueConfig::mechanics);

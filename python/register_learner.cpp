@@ -28,6 +28,7 @@ void register_learner(py::module_& m) {
       .def(py::init<>())
       .def_readwrite("half_life_hours", &hc::LearnerConfig::half_life_hours)
       .def_readwrite("lifetime_hours", &hc::LearnerConfig::lifetime_hours)
+      .def_readwrite("lifetime_exponent", &hc::LearnerConfig::lifetime_exponent)
       .def_readwrite("buffer_events", &hc::LearnerConfig::buffer_events)
       .def_readwrite("refresh_events", &hc::LearnerConfig::refresh_events)
       .def_readwrite("refresh_hours", &hc::LearnerConfig::refresh_hours)

@@ -16,10 +16,11 @@ SideBook::SideBook(Side side, std::vector<double> ratios, std::vector<double> we
   const std::size_t t = ratio_.size();
   tot_.assign(t, 0.0);
   consumed_.assign(t, 0.0);
-  otot_.assign(t, 0.0);
-  oconsumed_usd_.assign(t, 0.0);
-  olo_.assign(t, kEmptyLo);
-  ohi_.assign(t, kEmptyHi);
+  otot_.assign(2 * t, 0.0);
+  oconsumed_usd_.assign(2 * t, 0.0);
+  olo_.assign(2 * t, kEmptyLo);
+  ohi_.assign(2 * t, kEmptyHi);
+  set_cross_distance(1.0);
   lo_.assign(t, kEmptyLo);
   hi_.assign(t, kEmptyHi);
   rmin_ = *std::min_element(ratio_.begin(), ratio_.end());
@@ -33,14 +34,14 @@ void SideBook::regrid(const PriceGrid& old_grid, const PriceGrid& new_grid) {
   const auto shift = static_cast<std::size_t>(old_grid.k0 - new_grid.k0);
   std::vector<double> d(t_count * nn, 0.0);
   std::vector<double> h(nn, 0.0);
-  std::vector<double> o(t_count * nn, 0.0);
+  std::vector<double> o(2 * t_count * nn, 0.0);
   if (on > 0) {
-    for (std::size_t t = 0; t < t_count; ++t) {
+    for (std::size_t t = 0; t < t_count; ++t)
       std::copy_n(d_.begin() + static_cast<std::ptrdiff_t>(t * on), on,
                   d.begin() + static_cast<std::ptrdiff_t>(t * nn + shift));
+    for (std::size_t t = 0; t < 2 * t_count; ++t)
       std::copy_n(o_.begin() + static_cast<std::ptrdiff_t>(t * on), on,
                   o.begin() + static_cast<std::ptrdiff_t>(t * nn + shift));
-    }
     std::copy_n(map_.begin(), on, h.begin() + static_cast<std::ptrdiff_t>(shift));
   }
   d_.swap(d);
@@ -138,10 +139,10 @@ double SideBook::consume(const PriceGrid& g, double price) {
   }
   expected_usd_ += expected;
   // The openings book is crossed under the same rule (its own entry range).
-  for (std::size_t t = 0; t < tiers(); ++t) {
+  for (std::size_t t = 0; t < oratio_.size(); ++t) {
     if (olo_[t] > ohi_[t]) continue;
     double* row = o_.data() + t * n;
-    const double r = ratio_[t];
+    const double r = oratio_[t];
     std::int64_t first, last;
     if (side_ == Side::long_) {
       const double kc_f = std::ceil(u / r);
@@ -198,6 +199,7 @@ void SideBook::set_weights(const PriceGrid& g, const std::vector<double>& w) {
 
 void SideBook::set_ratios(const PriceGrid& g, const std::vector<double>& ratios) {
   ratio_ = ratios;
+  set_cross_distance(cross_distance_);
   rmin_ = *std::min_element(ratio_.begin(), ratio_.end());
   rmax_ = *std::max_element(ratio_.begin(), ratio_.end());
   rebuild_map(g);
@@ -225,9 +227,21 @@ double SideBook::exposure_total() const noexcept {
 }
 
 
+void SideBook::set_cross_distance(double distance) {
+  cross_distance_ = distance;
+  const std::size_t t_count = tiers();
+  oratio_.resize(2 * t_count);
+  for (std::size_t t = 0; t < t_count; ++t) {
+    oratio_[t] = ratio_[t];
+    // The distance from entry to the level, stretched; a long cannot die below 1 % of entry.
+    const double d = (ratio_[t] - 1.0) * distance;
+    oratio_[t_count + t] = std::max(0.01, 1.0 + d);
+  }
+}
+
 void SideBook::add_openings(const PriceGrid& g, std::int64_t e, double qty) {
   const auto n = static_cast<std::size_t>(g.n);
-  for (std::size_t t = 0; t < tiers(); ++t) {
+  for (std::size_t t = 0; t < oratio_.size(); ++t) {
     o_[t * n + static_cast<std::size_t>(e - g.k0)] += qty;
     otot_[t] += qty;
     olo_[t] = std::min(olo_[t], e);
@@ -235,11 +249,12 @@ void SideBook::add_openings(const PriceGrid& g, std::int64_t e, double qty) {
   }
 }
 
-void SideBook::age_openings(const PriceGrid& g, double factor) {
+void SideBook::age_openings(const PriceGrid& g, const double* factor_per_tier) {
   const auto n = static_cast<std::size_t>(g.n);
-  for (std::size_t t = 0; t < tiers(); ++t) {
+  for (std::size_t t = 0; t < oratio_.size(); ++t) {
     if (olo_[t] > ohi_[t]) continue;
     double* row = o_.data() + t * n;
+    const double factor = factor_per_tier[t % tiers()];
     for (std::int64_t e = olo_[t]; e <= ohi_[t]; ++e) row[e - g.k0] *= factor;
     otot_[t] *= factor;
   }
@@ -248,10 +263,10 @@ void SideBook::age_openings(const PriceGrid& g, double factor) {
 void SideBook::openings_near(const PriceGrid& g, double x_lo, double x_hi, const double* scale,
                              double* out) const {
   const auto n = static_cast<std::size_t>(g.n);
-  for (std::size_t t = 0; t < tiers(); ++t) {
+  for (std::size_t t = 0; t < oratio_.size(); ++t) {
     out[t] = 0.0;
     if (olo_[t] > ohi_[t]) continue;
-    const double r = ratio_[t] / scale[t];
+    const double r = oratio_[t] / scale[t % tiers()];
     const auto e_lo = std::max(static_cast<std::int64_t>(std::ceil(x_lo / r)), olo_[t]);
     const auto e_hi = std::min(static_cast<std::int64_t>(std::floor(x_hi / r)), ohi_[t]);
     const double* row = o_.data() + t * n;

@@ -75,8 +75,13 @@ class SideBook {
   // under each tier's ratio exactly like D and aged by a closing hazard. Unlike
   // D it is not reconciled to OI, so it says where a tier's *recent openings*
   // sit; the learner fits the openings mix and the opening rate to it.
+  // Rows 0..T-1 hold isolated positions (level = entry * ratio[t]); rows
+  // T..2T-1 cross-margined ones, which die `cross_distance` times farther from
+  // entry (a documented per-venue prior, see venues.json).
+  void set_cross_distance(double distance);
   void add_openings(const PriceGrid& g, std::int64_t e, double qty);
-  void age_openings(const PriceGrid& g, double factor);
+  // Ages tier t (both rows) by factor[t] (closings at a tier's own hazard).
+  void age_openings(const PriceGrid& g, const double* factor);
   // Per tier, the openings book's quantity with levels in [x_lo, x_hi] * scale[t]
   // (bin units; `scale` maps a reported price to the tier's trigger level).
   void openings_near(const PriceGrid& g, double x_lo, double x_hi, const double* scale, double* out) const;
@@ -107,7 +112,9 @@ class SideBook {
   std::vector<std::int64_t> lo_, hi_;  // per tier, absolute entry bins that may hold mass
   std::vector<double> map_;        // n, USD at the liquidation level, mix-weighted
   double expected_usd_ = 0.0;
-  std::vector<double> o_;              // tiers x n, openings book (base units per unit rate)
+  std::vector<double> o_;              // 2 tiers x n, openings book (base units per unit rate)
+  std::vector<double> oratio_;         // 2 tiers: isolated, then cross-margined level / entry
+  double cross_distance_ = 1.0;
   std::vector<double> otot_;           // per tier
   std::vector<double> oconsumed_usd_;  // per tier, cumulative USD crossed (at the level)
   std::vector<std::int64_t> olo_, ohi_;

@@ -61,12 +61,18 @@ Engine::Engine(EngineConfig config) : cfg_(std::move(config)) {
   scratch_.assign(tiers, 0.0);
   cfg_.learner.validate();
   learners_.reserve(venues_.size() * 2);
-  for (const auto& v : venues_) {
-    learners_.emplace_back(cfg_.learner, v.config.prior_long);
-    learners_.emplace_back(cfg_.learner, v.config.prior_short);
+  for (auto& v : venues_) {
+    if (!(std::isfinite(v.config.cross_share) && v.config.cross_share >= 0.0 && v.config.cross_share <= 1.0))
+      throw std::invalid_argument("cross_share must be in [0, 1]");
+    if (!(std::isfinite(v.config.cross_distance) && v.config.cross_distance >= 1.0))
+      throw std::invalid_argument("cross_distance must be >= 1");
+    for (auto& b : v.book) b.set_cross_distance(v.config.cross_distance);
+    learners_.emplace_back(cfg_.learner, v.config.prior_long, cfg_.tiers, v.config.cross_share);
+    learners_.emplace_back(cfg_.learner, v.config.prior_short, cfg_.tiers, v.config.cross_share);
   }
-  scratch_openings_.assign(tiers, 0.0);
+  scratch_openings_.assign(2 * tiers, 0.0);
   scratch_scale_.assign(tiers, 1.0);
+  cascade_ = CascadeModel(cfg_.cascade, venues_.size());  // cascade
 }
 
 std::int64_t Engine::bin_of(double price) const noexcept {
@@ -153,6 +159,7 @@ Reject Engine::update_price(std::size_t slot, std::int64_t ts, double price) {
   // Venues without a price feed of their own follow the latest price seen anywhere.
   for (auto& other : venues_)
     if (!other.stats.own_price) apply_price(other, price);
+  cascade_on_price(slot, ts, price);  // cascade
   return Reject::ok;
 }
 
@@ -269,7 +276,7 @@ void Engine::learner_on_open_interest(std::size_t slot, std::int64_t ts, double 
   for (int si = 0; si < 2; ++si) {
     SideBook& b = venues_[slot].book[si];
     const auto o = learners_[slot * 2 + static_cast<std::size_t>(si)].on_open_interest(ts, price, oi_usd);
-    if (o.age_factor < 1.0) b.age_openings(grid_, o.age_factor);
+    if (o.age != nullptr) b.age_openings(grid_, o.age);
     if (o.qty > 0.0) b.add_openings(grid_, bin_of(price), o.qty);
   }
 }
@@ -312,6 +319,9 @@ void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, d
     learner.add_loglik(std::log(std::max(p, lc.loglik_floor)));
   }
 
+  // Chains are tracked whether or not the venue learns; learn_ gates the statistics.
+  cascade_on_liquidation(side, price, notional_usd, ts, learn_[slot] != 0);  // cascade
+
   // An event the map cannot explain (no exposure of any tier near it, live or,
   // when learning, crossed in the last crossing_window_s) is counted per venue
   // and side, and is never forced onto a tier.
@@ -341,8 +351,7 @@ void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, d
     learner.refresh(ts, book.openings_totals().data(), v.stats.last_price);
     book.set_weights(grid_, learner.openings_mix());
   }
-  // Other hook points: Exchange Calibrator (residual against the nearest
-  // cluster), Cascade Learner (chain tracking by side and time).
+  // Other hook point: Exchange Calibrator (residual against the nearest cluster).
 }
 
 Reject Engine::apply(const Event& ev) {
@@ -407,6 +416,58 @@ void Engine::heatmap(int slot, double* long_out, double* short_out) const {
       short_out[i] += s[i];
     }
   }
+}
+
+// ---- cascade (cascade.hpp) -------------------------------------------------------
+
+int Engine::cascade_clusters(Side side, double origin, Cluster* out, int max_out) const {
+  if (side != Side::long_ && side != Side::short_) throw std::invalid_argument("side must be long or short");
+  const SideWindow w = cascade_.window(side, origin, grid_.k0, grid_.n, grid_.step);
+  if (w.count <= 0) return 0;
+  const auto m = static_cast<std::size_t>(w.count);
+  // Grows only when the grid has grown: no allocation per call in steady state.
+  if (cascade_scratch_.size() < 2 * m) cascade_scratch_.resize(2 * static_cast<std::size_t>(grid_.n));
+  double* sum = cascade_scratch_.data();
+  std::fill_n(sum, m, 0.0);
+  const int si = side_index(side);
+  for (const auto& v : venues_) {
+    const double* map = v.book[si].map().data();
+    for (std::size_t j = 0; j < m; ++j)
+      sum[j] += map[w.first + w.dir * static_cast<std::int64_t>(j) - grid_.k0];
+  }
+  return cascade_.find_clusters(sum, w, grid_.step, origin, out, max_out, sum + m);
+}
+
+int Engine::cascade(Side side, int levels, CascadeLevel* out) const {
+  levels = std::clamp(levels, 0, kMaxCascadeLevels);
+  if (levels == 0 || !(ref_price_ > 0.0)) return 0;
+  std::array<Cluster, kMaxCascadeLevels> clusters;
+  const int n = cascade_clusters(side, ref_price_, clusters.data(), levels);
+  return cascade_.walk(side, ref_price_, clusters.data(), n, cfg_.learn, out);
+}
+
+void Engine::configure_cascade(const CascadeConfig& c) {
+  cascade_ = CascadeModel(c, venues_.size());
+  cfg_.cascade = c;
+}
+
+void Engine::cascade_on_price(std::size_t slot, std::int64_t ts, double price) {
+  cascade_.on_price(slot, ts, price, cfg_.learn);
+  // The engine records its own forecasts at a cadence; once resolved they fit the recalibration.
+  if (cfg_.learn && cascade_.forecast_due(ts)) {
+    std::array<CascadeLevel, kMaxCascadeLevels> levels;
+    for (Side side : {Side::long_, Side::short_}) {
+      const int n = cascade(side, kMaxCascadeLevels, levels.data());
+      cascade_.record_forecast(ts, side, price, levels.data(), n);
+    }
+  }
+}
+
+void Engine::cascade_on_liquidation(Side side, double price, double notional, std::int64_t ts, bool learn) {
+  std::array<Cluster, kMaxCascadeLevels> clusters;
+  int n = 0;
+  if (cascade_.opens_chain(ts, side)) n = cascade_clusters(side, price, clusters.data(), kMaxCascadeLevels);
+  cascade_.on_liquidation(ts, side, price, notional, clusters.data(), n, learn);
 }
 
 }  // namespace heatcore

@@ -14,6 +14,7 @@
 
 #include "heatcore/book.hpp"
 #include "heatcore/leverage_learner.hpp"
+#include "heatcore/cascade.hpp"
 #include "heatcore/mechanics.hpp"
 #include "heatcore/types.hpp"
 
@@ -25,6 +26,10 @@ struct VenueConfig {
   Mechanics mechanics;
   std::vector<double> prior_long;    // prior mix over the tier support (sums to 1)
   std::vector<double> prior_short;
+  // Documented cross-margin prior (venues.json): share of positions in cross
+  // margin and how much farther from entry they die. Used by the Leverage Learner.
+  double cross_share = 0.0;
+  double cross_distance = 1.0;
 };
 
 struct EngineConfig {
@@ -39,6 +44,7 @@ struct EngineConfig {
   double max_price_ratio = 10.0;       // a price this many times away from the last is absurd
   std::int64_t max_bins = 4'000'000;   // grid growth limit
   LearnerConfig learner;               // Leverage Learner (leverage_learner.hpp)
+  CascadeConfig cascade;               // chain tracker, Cascade Learner and walk (cascade.hpp)
 };
 
 struct VenueStats {
@@ -97,6 +103,17 @@ class Engine {
 
   const std::array<std::uint64_t, kRejectReasons>& rejected() const noexcept { return rejected_; }
   std::int64_t last_ts() const noexcept { return last_ts_; }
+
+  // ---- cascade (cascade.hpp) ----
+  // Forecast of up to `levels` (<= kMaxCascadeLevels) levels on `side` from the
+  // reference price, written to `out`; returns the count (0 with no exposure).
+  int cascade(Side side, int levels, CascadeLevel* out) const;
+  // The side's significant clusters beyond `origin` on the summed map.
+  int cascade_clusters(Side side, double origin, Cluster* out, int max_out) const;
+  const CascadeModel& cascade_model() const noexcept { return cascade_; }
+  // Replace the cascade configuration; resets the cascade state.
+  void configure_cascade(const CascadeConfig& c);
+  // ---- end cascade ----
   double reference_price() const noexcept { return ref_price_; }
 
  private:
@@ -131,6 +148,12 @@ class Engine {
   void learner_on_open_interest(std::size_t slot, std::int64_t ts, double price, double oi_usd);
   std::int64_t last_ts_ = std::numeric_limits<std::int64_t>::min();
   double ref_price_ = 0.0;
+  // ---- cascade ----
+  void cascade_on_price(std::size_t slot, std::int64_t ts, double price);
+  void cascade_on_liquidation(Side side, double price, double notional, std::int64_t ts, bool learn);
+  CascadeModel cascade_;
+  mutable std::vector<double> cascade_scratch_;   // summed side map + smoothing, grows with the grid
+  // ---- end cascade ----
 };
 
 }  // namespace heatcore

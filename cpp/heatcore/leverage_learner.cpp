@@ -21,6 +21,8 @@ void require(bool ok, const char* field, const char* what) {
 void LearnerConfig::validate() const {
   require(std::isfinite(half_life_hours) && half_life_hours > 0.0, "half_life_hours", "must be > 0");
   require(std::isfinite(lifetime_hours) && lifetime_hours > 0.0, "lifetime_hours", "must be > 0");
+  require(std::isfinite(lifetime_exponent) && lifetime_exponent >= 0.0 && lifetime_exponent <= 4.0,
+          "lifetime_exponent", "must be in [0, 4]");
   require(buffer_events >= 1 && buffer_events <= 1'000'000, "buffer_events", "must be in [1, 1e6]");
   require(refresh_events >= 1, "refresh_events", "must be >= 1");
   require(std::isfinite(refresh_hours) && refresh_hours > 0.0, "refresh_hours", "must be > 0");
@@ -82,10 +84,16 @@ void solve_rates(std::size_t count, const double* a, const double* c, const doub
   }
 }
 
-LeverageLearner::LeverageLearner(const LearnerConfig& cfg, std::vector<double> prior)
-    : cfg_(cfg), prior_(std::move(prior)) {
+LeverageLearner::LeverageLearner(const LearnerConfig& cfg, std::vector<double> prior,
+                                 const std::vector<double>& tiers, double cross_share)
+    : cfg_(cfg), cross_(std::clamp(cross_share, 0.0, 1.0)), prior_(std::move(prior)) {
   cfg_.validate();
   const std::size_t t = prior_.size();
+  if (tiers.size() != t) throw std::invalid_argument("learner: one prior weight per tier is required");
+  life_h_.resize(t);
+  for (std::size_t i = 0; i < t; ++i)
+    life_h_[i] = cfg_.lifetime_hours * std::pow(tiers[i] / 10.0, -cfg_.lifetime_exponent);
+  age_.assign(t, 1.0);
   tau_ms_ = cfg_.half_life_hours * kMsPerHour / std::log(2.0);
   mix_ = oi_mix_ = prior_;
   u_.assign(t, 0.0);
@@ -93,7 +101,7 @@ LeverageLearner::LeverageLearner(const LearnerConfig& cfg, std::vector<double> p
   arch_.assign(t, 0.0);
   pre_.assign(t, 0.0);
   nbar_.assign(t, 0.0);
-  snap_c_.assign(t, 0.0);
+  snap_c_.assign(2 * t, 0.0);
   snap_d_.assign(t, 0.0);
   const std::size_t k = cfg_.crossing_records;
   x_ts_.assign(k, 0);
@@ -129,20 +137,22 @@ LeverageLearner::Openings LeverageLearner::on_open_interest(std::int64_t ts, dou
   oi_usd_ = oi_usd;
   if (!oi_seen_) {
     // The book that predates the first reading: a unit rate's steady state
-    // (lifetime_hours of openings), location unknown; it counts toward open
-    // interest but not as evidence, and ages like the rest.
+    // (each tier's lifetime of openings), location unknown; it counts toward
+    // open interest but not as evidence, and ages like the rest.
     oi_seen_ = true;
     last_oi_ts_ = ts;
-    std::fill(pre_.begin(), pre_.end(), cfg_.lifetime_hours);
-    return {1.0, 0.0};
+    pre_ = life_h_;
+    return {nullptr, 0.0};
   }
-  if (ts <= last_oi_ts_) return {1.0, 0.0};
+  if (ts <= last_oi_ts_) return {nullptr, 0.0};
   const double hours = static_cast<double>(ts - last_oi_ts_) / kMsPerHour;
   last_oi_ts_ = ts;
-  const double f = std::exp(-hours / cfg_.lifetime_hours);
-  for (double& p : pre_) p *= f;
-  // Openings since the last reading, at unit rate (1 USD per hour), aged on average half the interval.
-  return {f, hours * std::exp(-0.5 * hours / cfg_.lifetime_hours) / price};
+  for (std::size_t t = 0; t < tiers(); ++t) {
+    age_[t] = std::exp(-hours / life_h_[t]);
+    pre_[t] *= age_[t];
+  }
+  // Openings since the last reading, at unit rate (1 USD per hour).
+  return {age_.data(), hours / price};
 }
 
 void LeverageLearner::on_cross(std::int64_t ts, double p_lo, double p_hi, const double* consumed_usd,
@@ -152,9 +162,13 @@ void LeverageLearner::on_cross(std::int64_t ts, double p_lo, double p_hi, const 
   double* row = x_usd_.data() + slot * nt;
   double sum = 0.0;
   for (std::size_t t = 0; t < nt; ++t) {
-    // Deltas of the book's cumulative counter; negative would mean a reset.
-    row[t] = std::max(0.0, consumed_usd[t] - snap_c_[t]);
+    // Deltas of the book's cumulative counters (isolated and cross rows, mixed
+    // by the documented cross share); negative would mean a reset.
+    const double iso = std::max(0.0, consumed_usd[t] - snap_c_[t]);
+    const double crs = std::max(0.0, consumed_usd[nt + t] - snap_c_[nt + t]);
     snap_c_[t] = consumed_usd[t];
+    snap_c_[nt + t] = consumed_usd[nt + t];
+    row[t] = (1.0 - cross_) * iso + cross_ * crs;
     sum += row[t];
     // The older book sits where the exposure book does: it loses the share of
     // the tier that the exposure book lost on this move.
@@ -191,7 +205,7 @@ bool LeverageLearner::on_liquidation(std::int64_t ts, double price, double notio
                                      double k_lo_bins, double k_hi_bins) {
   const std::size_t nt = tiers();
   ++diag_.n_events;
-  for (std::size_t t = 0; t < nt; ++t) e_[t] = openings[t] * price;
+  for (std::size_t t = 0; t < nt; ++t) e_[t] = ((1.0 - cross_) * openings[t] + cross_ * openings[nt + t]) * price;
   // Openings crossed inside the kernel window recently, spread uniformly over
   // the move's range; and, for sampled feeds, the expected liquidations in the
   // event's sampling window.
@@ -325,7 +339,8 @@ void LeverageLearner::refresh(std::int64_t ts, const double* totals, double pric
   unit_ = (sn_ > 0.0 && s1_ > 0.0) ? s1_ / sn_ : 1.0;
   double pn = 0.0;
   for (std::size_t t = 0; t < nt; ++t) {
-    n_[t] = totals[t] * price + pre_[t];   // surviving unit mass, hours of openings
+    // surviving unit mass, hours of openings
+    n_[t] = ((1.0 - cross_) * totals[t] + cross_ * totals[nt + t]) * price + pre_[t];
     pn += prior_[t] * n_[t];
   }
   // The opening rate the prior mix implies for this open interest (USD per hour).

@@ -51,7 +51,8 @@ namespace heatcore {
 
 struct LearnerConfig {
   double half_life_hours = 24.0;     // forgetting of attributed and crossed exposure
-  double lifetime_hours = 24.0;      // mean position lifetime (closing hazard of the openings book)
+  double lifetime_hours = 24.0;      // mean position lifetime at 10x (closing hazard of the openings book)
+  double lifetime_exponent = 1.0;    // lifetime ~ (leverage / 10)^-exponent: high leverage closes sooner
   std::size_t buffer_events = 512;   // events re-attributed at every refresh
   std::size_t refresh_events = 32;   // refresh after this many new events on a side...
   double refresh_hours = 0.5;        // ...or this long after the last refresh
@@ -71,13 +72,17 @@ struct LearnerConfig {
 class LeverageLearner {
  public:
   LeverageLearner() = default;
-  LeverageLearner(const LearnerConfig& cfg, std::vector<double> prior);
+  // `cross_share`: the venue's documented share of cross-margined positions; the
+  // openings book arrays passed in below have 2 * tiers() rows (isolated, cross).
+  LeverageLearner(const LearnerConfig& cfg, std::vector<double> prior, const std::vector<double>& tiers,
+                  double cross_share = 0.0);
 
   std::size_t tiers() const noexcept { return prior_.size(); }
 
-  // At an OI reading: the factor by which the openings book ages since the last
-  // reading, and the base quantity of unit-rate openings to add at `price`.
-  struct Openings { double age_factor; double qty; };
+  // At an OI reading: the factors by which the openings book's tiers age since
+  // the last reading (`age`, one per tier; null when nothing ages) and the base
+  // quantity of unit-rate openings to add at `price`.
+  struct Openings { const double* age; double qty; };
   Openings on_open_interest(std::int64_t ts, double price, double oi_usd);
 
   // After a move covering [p_lo, p_hi]: the openings book's cumulative crossed
@@ -140,6 +145,7 @@ class LeverageLearner {
 
   LearnerConfig cfg_;
   double tau_ms_ = 1.0;                  // e-folding time of the evidence, ms
+  double cross_ = 0.0;                   // share of cross-margined positions (prior)
   std::vector<double> prior_, u_, mix_, oi_mix_;
   // Decayed statistics, referred to time acc_ts_: crossed USD per unit rate,
   // attributions (USD) of events evicted from the buffer.
@@ -153,6 +159,7 @@ class LeverageLearner {
   std::int64_t last_oi_ts_ = 0;
   bool oi_seen_ = false;
   std::vector<double> pre_;
+  std::vector<double> life_h_, age_;     // per tier: mean lifetime (hours), last aging factor
   std::vector<double> nbar_;             // time-averaged survivor mass (map weights)
   std::int64_t nbar_ts_ = 0;
   std::vector<double> snap_c_, snap_d_;

@@ -12,7 +12,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "not by adding src/ to PYTHONPATH."
     ) from exc
 
-from .engine import Engine, HeatMap, InputError
+from .engine import CASCADE_DTYPE, Engine, HeatMap, InputError
 from .events import (
     EVENT_DTYPE,
     EventsFormatError,
@@ -26,6 +26,7 @@ from .venues import DEFAULT_TIERS, VENUES, get_venue, register_venue
 __version__ = "0.1.0"
 
 __all__ = [
+    "CASCADE_DTYPE",
     "DEFAULT_TIERS",
     "EVENT_DTYPE",
     "VENUES",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from .venues import (
     venue_id,
 )
 
-__all__ = ["Engine", "HeatMap", "InputError"]
+__all__ = ["CASCADE_DTYPE", "Engine", "HeatMap", "InputError"]
 
 _SIDE_CODE = {"long": 1, "short": -1}
 
@@ -31,6 +31,7 @@ _SIDE_CODE = {"long": 1, "short": -1}
 LEARNER_DEFAULTS: dict[str, float] = {
     "half_life_hours": 24.0,
     "lifetime_hours": 24.0,
+    "lifetime_exponent": 1.0,
     "buffer_events": 512,
     "refresh_events": 32,
     "refresh_hours": 0.5,
@@ -60,6 +61,13 @@ def _learner_config(options: Mapping[str, Any] | None) -> Any:
         setattr(cfg, key, int(value) if key in _LEARNER_INT else float(value))
     cfg.validate()
     return cfg
+# ---- cascade ----
+#: One row of :meth:`Engine.cascade`: a level's price, expected observed notional
+#: (USD), probability of being reached within the horizon, confidence in (0, 1],
+#: expected seconds until reached, and the probability before recalibration.
+CASCADE_DTYPE = np.dtype([("price", "f8"), ("notional", "f8"), ("probability", "f8"),
+                          ("confidence", "f8"), ("eta_s", "f8"), ("raw_probability", "f8")])
+# ---- end cascade ----
 
 
 class InputError(ValueError):
@@ -90,7 +98,7 @@ class HeatMap:
     prices: np.ndarray
     long: np.ndarray
     short: np.ndarray
-    venue: Optional[str]
+    venue: str | None
     price: float
 
     @property
@@ -164,17 +172,22 @@ class Engine:
     learner : mapping, optional
         Leverage Learner settings (defaults in ``heatcore.engine.LEARNER_DEFAULTS``):
         ``half_life_hours`` (24: evidence half-life; the step size starts at 1/n
-        and floors at this forgetting rate), ``vintage_hours`` (12: e-folding age
-        of the recent-openings vintage whose mix ``leverage_mix`` reports; 0 = no
-        vintage), ``buffer_events`` (512: recent events re-attributed at each
-        refresh), ``refresh_events`` / ``refresh_hours`` (32 / 0.5: refresh
-        cadence per venue and side; the map's weights change only then),
-        ``kernel_bins`` / ``kernel_frac`` (2 / 0.002: half-width of the window
-        around an event in which a tier's exposure explains it), ``size_cap``
-        (20: an event weighs at most this many typical sizes), ``prior_min`` /
-        ``prior_max`` (empirical-Bayes range of the prior strength, in expected
-        liquidation events), ``loglik_floor`` (floor of the per-bin probability
-        in the skill score).
+        and floors at this forgetting rate), ``lifetime_hours`` /
+        ``lifetime_exponent`` (24 / 1: mean position lifetime at 10x and its fall
+        with leverage, the closing hazard of the learner's openings book),
+        ``buffer_events`` (512: recent events re-attributed at each refresh),
+        ``refresh_events`` / ``refresh_hours`` (32 / 0.5: refresh cadence per venue
+        and side; the map's weights change only then), ``kernel_bins`` /
+        ``kernel_frac`` (2 / 0.002: half-width of the window around an event in
+        which a tier's exposure explains it), ``tier_smoothing`` (0.5: evidence
+        lent to neighbouring tested tiers), ``size_cap`` (20: an event weighs at
+        most this many typical sizes), ``prior_min`` / ``prior_max`` (empirical-Bayes
+        range of the prior strength, in expected liquidation events),
+        ``loglik_floor`` (floor of the per-bin probability in the skill score).
+    cascade : mapping, optional
+        Options of the chain tracker, Cascade Learner and cascade walk (see
+        :meth:`cascade_config` for the names and defaults), e.g.
+        ``{"gap_ms": 60000, "horizon_s": 3600, "half_life": 200}``.
 
     Notes
     -----
@@ -186,15 +199,16 @@ class Engine:
         self,
         symbol: str = "BTCUSDT",
         step: float = 50.0,
-        venues: Optional[Sequence[str]] = None,
-        tiers: Optional[Sequence[float]] = None,
+        venues: Sequence[str] | None = None,
+        tiers: Sequence[float] | None = None,
         learn: bool = True,
         *,
-        priors: Optional[Mapping[str, Any]] = None,
+        priors: Mapping[str, Any] | None = None,
         seed_spread: float = 0.05,
         ts_tolerance_ms: int = 5000,
         max_price_ratio: float = 10.0,
         learner: Mapping[str, Any] | None = None,
+        cascade: Mapping[str, float] | None = None,
     ) -> None:
         names = tuple(VENUES if venues is None else venues)
         if not names:
@@ -214,7 +228,9 @@ class Engine:
             else:
                 pl = ps = prior_weights(spec, tier_list)
             configs.append(_core.VenueConfig(name, venue_id(name), spec.mechanics(symbol),
-                                             list(map(float, pl)), list(map(float, ps))))
+                                             list(map(float, pl)), list(map(float, ps)),
+                                             cross_share=float(spec.cross_share),
+                                             cross_distance=float(spec.cross_distance)))
         self._core = _core.Engine(float(step), tier_list, configs, bool(learn),
                                   seed_spread=float(seed_spread),
                                   ts_tolerance_ms=int(ts_tolerance_ms),
@@ -227,6 +243,9 @@ class Engine:
         self._tiers = np.array(tier_list)
         self._learn = bool(learn)
         self._lock = threading.RLock()
+        self._unknown_venues = 0  # refusals the Python layer makes before reaching the core
+        if cascade:  # cascade
+            self._core.configure_cascade(dict(cascade))
 
     # -- properties ---------------------------------------------------------
     @property
@@ -259,6 +278,8 @@ class Engine:
         try:
             return self._slot[venue]
         except KeyError:
+            with self._lock:
+                self._unknown_venues += 1
             raise InputError("unknown_venue", f"{venue!r} is not one of this engine's venues") from None
 
     @staticmethod
@@ -274,7 +295,7 @@ class Engine:
                         f"price {price!r} for {venue} at {ts_ms}")
 
     def update_open_interest(self, venue: str, ts_ms: int, oi_usd: float,
-                             price: Optional[float] = None) -> None:
+                             price: float | None = None) -> None:
         """Apply an open-interest reading in USD (converted to base units at
         ``price``, default the venue's last price). Zero or missing readings are
         refused as gaps, never read as "everything closed"."""
@@ -294,12 +315,11 @@ class Engine:
         the learners.
         """
         slot = self._slot_of(venue)
-        if side not in _SIDE_CODE:
-            raise InputError("unknown_side", f"side must be 'long' or 'short', got {side!r}")
         if price_kind not in PRICE_KINDS:
             raise InputError("unknown_kind", f"price_kind must be one of {PRICE_KINDS}")
         with self._lock:
-            self._check(self._core.on_liquidation(slot, int(ts_ms), _SIDE_CODE[side], float(price),
+            # An unknown side goes to the core as 0 so that it is refused and counted there.
+            self._check(self._core.on_liquidation(slot, int(ts_ms), _SIDE_CODE.get(side, 0), float(price),
                                                   float(notional_usd), PRICE_KINDS.index(price_kind),
                                                   1 if sampled else 0),
                         f"liquidation {side} {notional_usd!r} @ {price!r} on {venue} at {ts_ms}")
@@ -310,14 +330,17 @@ class Engine:
         Bad events are skipped and counted, never applied: the returned dict has
         the applied counts per kind, ``rejected`` and ``reasons``.
         """
-        if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE:
+        if not isinstance(events, np.ndarray) or events.dtype.names != EVENT_DTYPE.names:
             raise TypeError("events must be a numpy array of dtype heatcore.EVENT_DTYPE")
-        arr = np.ascontiguousarray(events)
+        if events.ndim != 1:
+            raise ValueError("events must be one-dimensional")
+        # numpy drops the dtype's padding in e.g. concatenate(); repack such arrays once.
+        arr = np.ascontiguousarray(events if events.dtype == EVENT_DTYPE else events.astype(EVENT_DTYPE))
         with self._lock:
             return dict(self._core.ingest(arr))
 
     # -- reads -----------------------------------------------------------------
-    def heatmap(self, venue: Optional[str] = None) -> HeatMap:
+    def heatmap(self, venue: str | None = None) -> HeatMap:
         """The current map of one venue, or the sum over venues (``venue=None``)."""
         slot = -1 if venue is None else self._slot_of(venue)
         with self._lock:
@@ -377,29 +400,60 @@ class Engine:
         with self._lock:
             return self._core.ratios(slot, _side(side))
 
-    def diagnostics(self, venue: Optional[str] = None) -> dict[str, Any]:
+    def diagnostics(self, venue: str | None = None) -> dict[str, Any]:
         """Counters: refused inputs by reason (engine-wide) or one venue's statistics
         (updates seen, observed vs expected liquidations, unexplained events)."""
         with self._lock:
             if venue is None:
                 rej = {k: int(v) for k, v in self._core.rejected().items()}
+                rej["unknown_venue"] += self._unknown_venues
                 return {"rejected": rej, "rejected_total": sum(rej.values()),
                         "last_ts": int(self._core.last_ts) if self._core.last_ts > -2**62 else None,
-                        "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid))}
+                        "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid, strict=False))}
             slot = self._slot_of(venue)
             out = dict(self._core.venue_stats(slot))
-            out["learner"] = {side: self._learner_diagnostics(slot, side)
-                              for side in ("long", "short")}
+            # The Leverage Learner's summary, flat (one key per side, like the
+            # venue statistics); learner_diagnostics() has the per-tier detail.
+            for side in ("long", "short"):
+                d = self._learner_diagnostics(slot, side)
+                for key in ("n_events", "effective_events", "unexplained", "prior_strength",
+                            "loglik_mean"):
+                    out[f"learner_{key}_{side}"] = d[key]
+                out[f"learner_untested_bands_{side}"] = tuple(d["untested_bands"])
             return out
+
+    def learner_diagnostics(self, venue: str) -> dict[str, dict[str, Any]]:
+        """The Leverage Learner's state on each side of a venue.
+
+        Returns ``{"long": {...}, "short": {...}}`` with, per side: ``n_events``
+        (liquidations seen while learning), ``effective_events`` (Kish effective
+        sample size of the decayed evidence), ``unexplained`` (no exposure of any
+        tier near the event: counted, never forced onto a tier), ``preexisting``
+        (explained by the map but by no opening the learner has seen),
+        ``sampled`` / ``clipped`` (sampled-feed events, clipped bogus sizes),
+        ``prior_strength`` (empirical-Bayes kappa, in expected liquidation
+        events), ``mean_event_usd``, ``opening_rate_usd_h``, ``crossed_events`` /
+        ``attributed_events`` (per tier, in expected events at the prior's rate),
+        ``untested_tiers`` / ``untested_bands`` (crossings worth less than one
+        expected liquidation: they carry no evidence of their own), the skill
+        accumulators ``loglik_sum`` / ``loglik_n`` / ``loglik_mean``, ``refreshes``
+        and ``learning``.
+        """
+        slot = self._slot_of(venue)
+        with self._lock:
+            return {side: self._learner_diagnostics(slot, side) for side in ("long", "short")}
 
     def _learner_diagnostics(self, slot: int, side: str) -> dict[str, Any]:
         d = dict(_core.learner_diagnostics(self._core, slot, _side(side)))
         tested = np.asarray(d.pop("tested"), dtype=bool)
+        # plain lists keep diagnostics comparable with == (snapshots of state)
+        d["crossed_events"] = [float(x) for x in d["crossed_events"]]
+        d["attributed_events"] = [float(x) for x in d["attributed_events"]]
         d["untested_tiers"] = [float(x) for x in self._tiers[~tested]]
         bands_tested = {band_of(float(x)) for x in self._tiers[tested]}
         d["untested_bands"] = [BANDS[b] for b in range(len(BANDS)) if b not in bands_tested]
         n = d["loglik_n"]
-        d["loglik_mean"] = d["loglik_sum"] / n if n else float("nan")
+        d["loglik_mean"] = d["loglik_sum"] / n if n else None
         d["learning"] = bool(self._core.learning(slot))
         return d
 
@@ -420,6 +474,82 @@ class Engine:
                     total += d["loglik_sum"]
                     n += d["loglik_n"]
         return {"loglik_mean": total / n if n else float("nan"), "events": float(n)}
+
+    # ---- cascade ----------------------------------------------------------------
+    def cascade(self, side: str, levels: int = 10) -> np.ndarray:
+        """Cascade forecast on one side, walked over the summed map from the current price.
+
+        Level 1 is the nearest significant cluster beyond price on ``side``
+        (``"long"``: below, ``"short"``: above); each next level is reached by the
+        modelled impact of the previous levels' liquidations or by volatility.
+
+        Parameters
+        ----------
+        side : {"long", "short"}
+            The side whose positions would be liquidated.
+        levels : int
+            At most this many levels (0..10).
+
+        Returns
+        -------
+        numpy.ndarray
+            :data:`CASCADE_DTYPE` rows, nearest level first; empty when the side
+            holds no exposure. ``probability`` (reached within the configured
+            horizon) and ``confidence`` do not increase with depth. Deterministic
+            for a given state.
+        """
+        code = _side(side)
+        if not 0 <= int(levels) <= 10:
+            raise ValueError("levels must be in 0..10")
+        with self._lock:
+            rows = self._core.cascade(code, int(levels))
+        out = np.empty(rows.shape[0], dtype=CASCADE_DTYPE)
+        for i, name in enumerate(CASCADE_DTYPE.names or ()):
+            out[name] = rows[:, i]
+        return out
+
+    def cascade_clusters(self, side: str, origin: float | None = None) -> np.ndarray:
+        """The significant clusters the walk uses, as rows ``(price, map_usd, catchment_end)``.
+
+        A cluster is a local peak of the summed map smoothed over
+        ``+-smooth_frac`` of price that holds at least ``min_share`` of the
+        side's USD within ``max_distance`` of ``origin`` (default: current price).
+        """
+        code = _side(side)
+        with self._lock:
+            o = self._core.reference_price if origin is None else float(origin)
+            return self._core.cascade_clusters(code, float(o), 10)
+
+    def cascade_state(self) -> dict[str, Any]:
+        """The Cascade Learner's parameters and counters, for inspection.
+
+        Per-level arrays have 11 entries: index 0 pools every level, index k is
+        level k. ``exponent``/``scale``/``residual`` give the impact
+        ``move = scale * notional**exponent`` (relative move, log-sd residual);
+        ``fraction`` is observed over mapped notional; ``level_time_s`` the time
+        from one level to the next; ``platt_a``/``platt_b`` the online
+        recalibration; ``n_*`` the evidence behind each.
+        """
+        with self._lock:
+            return dict(self._core.cascade_state())
+
+    def cascade_config(self) -> dict[str, Any]:
+        """The cascade options in force."""
+        with self._lock:
+            return dict(self._core.cascade_config())
+
+    def chains(self, include_open: bool = True) -> dict[str, np.ndarray]:
+        """Chain history (oldest first, bounded ring) plus the open chains.
+
+        Columns: ``start_ts``, ``end_ts``, ``side`` (+1 long, -1 short),
+        ``start_price``, ``extreme_price``, ``notional``, ``events``, ``n_levels``,
+        ``reached``, ``open``, and per level (n x 10) ``level_price``,
+        ``level_exposure`` (map USD at the chain's start), ``level_notional``
+        (observed USD), ``level_ts`` (when crossed, 0 if not).
+        """
+        with self._lock:
+            return dict(self._core.chains(bool(include_open)))
+    # ---- end cascade ----
 
     def __repr__(self) -> str:
         return (f"Engine(symbol={self._symbol!r}, step={self._step}, venues={len(self._venues)}, "

@@ -17,7 +17,6 @@ optional. Files may be gzip-compressed (``.gz``).
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import logging
 import math
@@ -80,7 +79,7 @@ class EventsFormatError(ValueError):
 def _open_text(path: PathLike, mode: str) -> IO[str]:
     p = os.fspath(path)
     if p.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(p, mode + "b"), encoding="utf-8")
+        return gzip.open(p, mode + "t", encoding="utf-8")  # type: ignore[return-value]
     return open(p, mode, encoding="utf-8")
 
 
@@ -134,68 +133,72 @@ def _record_row(rec: Mapping[str, Any]) -> tuple[int, float, float, int, int, in
     return (int(ts), price, value, venue, kind, side, PRICE_KINDS.index(pk), flags)
 
 
-def iter_records(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_records(path: PathLike, *, errors: str = "raise") -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, record)`` from a normalized JSONL file (``.gz`` too).
 
-    Raises :class:`EventsFormatError` with the line number on invalid JSON and on
-    a truncated compressed file.
+    With ``errors="raise"`` invalid JSON and a truncated compressed file raise
+    :class:`EventsFormatError` with the line number; with ``errors="skip"`` the
+    error itself is yielded in place of the record (and a truncated file ends
+    the iteration after it).
     """
+    if errors not in ("raise", "skip"):
+        raise ValueError("errors must be 'raise' or 'skip'")
     p = os.fspath(path)
     lineno = 0
-    try:
-        with _open_text(p, "r") as fh:
-            for lineno, line in enumerate(fh, 1):  # noqa: B007 - used after the loop
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise EventsFormatError(f"invalid JSON ({e.msg})", lineno, p) from None
-    except (EOFError, gzip.BadGzipFile, OSError, UnicodeDecodeError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise EventsFormatError(f"unreadable or truncated file after line {lineno}: {e}",
-                                lineno + 1, p) from None
+    with _open_text(p, "r") as fh:
+        while True:
+            try:
+                line = fh.readline()
+            except (EOFError, OSError, UnicodeDecodeError) as e:
+                err = EventsFormatError(f"unreadable or truncated file ({e})", lineno + 1, p)
+                if errors == "raise":
+                    raise err from None
+                yield lineno + 1, err
+                return
+            if not line:
+                return
+            lineno += 1
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                err = EventsFormatError(f"invalid JSON ({e.msg})", lineno, p)
+                if errors == "raise":
+                    raise err from None
+                yield lineno, err
 
 
 def _read(path: PathLike, symbol: str | None, errors: str) -> dict[str, list[tuple]]:
-    if errors not in ("raise", "skip"):
-        raise ValueError("errors must be 'raise' or 'skip'")
     rows: dict[str, list[tuple]] = {}
     skipped = 0
     p = os.fspath(path)
-    it = iter_records(p)
-    while True:
+    for lineno, rec in iter_records(p, errors=errors):
         try:
-            lineno, rec = next(it)
-        except StopIteration:
-            break
+            if isinstance(rec, EventsFormatError):
+                raise rec
+            row = _record_row(rec)
+            sym = str(rec.get("symbol", ""))
         except EventsFormatError as e:
-            if errors == "raise":
-                raise
-            skipped += 1
-            log.warning("skipped: %s", e)
-            if "truncated" in str(e):
-                break
-            continue
-        try:
-            sym = str(rec.get("symbol", "")) if isinstance(rec, Mapping) else ""
-            if symbol is not None and sym != symbol:
-                continue
-            rows.setdefault(sym, []).append(_record_row(rec))
-        except EventsFormatError as e:
-            err = EventsFormatError(str(e), lineno, p)
+            err = e if e.line else EventsFormatError(str(e), lineno, p)
             if errors == "raise":
                 raise err from None
             skipped += 1
             log.warning("skipped: %s", err)
+            continue
+        if symbol is not None and sym != symbol:
+            continue
+        rows.setdefault(sym, []).append(row)
     if skipped:
         log.warning("%s: %d malformed line(s) skipped", p, skipped)
     return rows
 
 
 def _to_array(rows: list[tuple]) -> np.ndarray:
-    arr = np.array(rows, dtype=EVENT_DTYPE) if rows else np.zeros(0, dtype=EVENT_DTYPE)
+    # Start from zeros so that the two padding bytes are deterministic.
+    arr = np.zeros(len(rows), dtype=EVENT_DTYPE)
+    if rows:
+        arr[:] = rows
     if arr.size > 1 and np.any(np.diff(arr["ts"]) < 0):
         arr = arr[np.argsort(arr["ts"], kind="stable")]
     return arr

@@ -13,10 +13,14 @@ The model
   (capped at the venue's maximum leverage), enters at the venue's mark price,
   and gets its liquidation price from the venue's *true* mechanics
   (``Venue.mechanics(symbol).liquidation_ratio(side, L, rate_scale)``).
-  Cross-margined legs die farther away: their distance is multiplied by
-  ``U(*cross_distance)``. Notionals are lognormal (median ``notional_median``).
+  Cross-margined legs (a share ``cross_share`` of each venue's legs; default
+  the registry's documented prior) die farther away: their distance is
+  multiplied by ``cross_distance x U(1 - cross_spread, 1 + cross_spread)``
+  (default: the registry's ``cross_distance``, 2-2.5). Notionals are lognormal
+  (median ``notional_median``).
   A pair closes voluntarily after an exponential lifetime whose mean falls with
-  leverage (``lifetime_h * (max_leg_leverage / 10) ** -lifetime_lev_exponent``).
+  leverage (``lifetime_h * (max_leg_leverage / 10) ** -lifetime_lev_exponent``:
+  24 h at 10x, 45 min at 100x, 11 days at 2x by default).
   When one leg is liquidated its partner is closed in the same second (the
   counter-side trader takes profit against the liquidation order), so open
   long quantity always equals open short quantity: that quantity is the
@@ -28,11 +32,16 @@ The model
 * **Price.** One global true mark price at 1 s resolution: GBM (``daily_vol``)
   plus Poisson jumps (``jumps_per_day``, Laplace sizes ``jump_size``) plus the
   impact of liquidations. Each venue's mark adds a small basis
-  (``basis_bp``, interpolated noise). Liquidations in one second move the
-  price by ``impact_coef * (notional / $1M) ** impact_exponent`` (log return,
-  exponent 0.87; long liquidations push down, short ones up), a share
-  ``impact_permanent`` of it permanent and the rest decaying with
-  ``impact_halflife_s``; liquidations at the new price trigger more (cascades).
+  (``basis_bp``, interpolated noise). Liquidations move the price like one
+  metaorder per cascade: a chain of same-direction liquidations (gaps of at
+  most ``chain_gap_s``) with cumulative notional Q has moved the price by
+  ``impact_coef * (Q / $1M) ** impact_exponent`` (log return, exponent 0.87;
+  long liquidations push down, short ones up), applied second by second as Q
+  grows; a share ``impact_permanent`` is permanent, the rest decays with
+  ``impact_halflife_s``. Liquidations at the new price trigger more
+  (cascades). The default coefficient keeps the feedback sub-critical on the
+  default book (about +10-25 % liquidated notional against the same path
+  without impact); raising it a few times makes runaway crashes.
 * **Crossing is event-driven.** Per venue and side the legs sit in an array
   sorted by liquidation price plus a small unsorted buffer of recent openings;
   the run advances in chunks of up to 60 s and only compares the chunk's venue
@@ -53,22 +62,28 @@ The model
 
 Departures from the registry (defaults, so the learners have something to find)
 ------------------------------------------------------------------------------
-* Hidden mixes: every venue's and side's true band mix is drawn from a Dirichlet
-  around the registry's prior (``mix_concentration``), spread over tiers with
-  extra weight on round leverages (5x, 10x, 20x, 25x, 50x, 100x). On top,
-  **bybit longs** are much more leveraged than the archetype
-  (bands 0.05/0.12/0.28/0.30/0.25) and **hyperliquid shorts** much less
-  (0.70/0.22/0.06/0.02/0).
+* Hidden mixes: every venue's and side's true band mix is drawn (from ``seed``)
+  from a Dirichlet around the registry's prior (``mix_concentration``), spread
+  over tiers with extra weight on round leverages (3x, 5x, 10x, 20x, 25x, 50x,
+  100x, 125x). On top, **bybit longs** are much more leveraged than the
+  archetype (bands 0.05/0.12/0.28/0.30/0.25 against 0.10/0.25/0.40/0.17/0.08)
+  and so are **hyperliquid**'s (longs 0.25/0.30/0.30/0.15/0, shorts
+  0.30/0.30/0.28/0.12/0 against roughly 0.48/0.38/0.08/0.06/0). ``mixes=`` replaces
+  these (5 band weights or 19 tier weights, per venue or per venue and side).
 * Stale maintenance table: **htx** liquidates at 1.6x the documented maintenance
   rate (``rate_scale["htx"] = 1.6``); **gate** at 0.7x.
 * Undocumented reported price: **kraken**'s registry says ``trade`` but the feed
   really reports the **bankruptcy** price; **bitmex**'s says ``order`` but it
   reports the **fill**.
-* Cross margin: 25 % of positions on binance, 20 % on bybit and okx, 50 % on
-  hyperliquid are cross-margined (they die 1.5-3x farther than isolated).
+* Cross margin follows the registry's documented priors by default (50-95 % of
+  legs, dying 2-2.5x farther than isolated): from liquidations alone it looks
+  like a lower-leverage mix, so heatcore treats it as a prior, not something to
+  learn. ``cross_share={"okx": 0.2}`` / ``cross_distance=`` make a venue depart.
 * Regime change: off by default; ``regime_change=("bybit", 12.0, band_mix)``
   (optionally a 4th element ``"long"``/``"short"``) switches that venue's
   opening mix at hour 12 (rounded to the chunk grid).
+
+``SimConfig.faithful()`` turns every departure off (the registry is then the truth).
 
 Everything is reproducible from ``seed`` (one :class:`numpy.random.Generator`).
 """
@@ -77,7 +92,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -120,13 +135,18 @@ LIQUIDATION_DTYPE = np.dtype([
     ("chain", "<i4"),         # cascade chain id (per direction, gaps <= chain_gap_s)
     ("level", "<i2"),         # index of this second within its chain (0 = chain start)
     ("emitted", "?"),         # appears in the event stream (feed not none, survived sampling)
+    ("leg", "<i8"),           # row in Truth.positions (when kept)
 ])
 
-#: One row per leg (only with ``keep_positions=True``).
+#: One row per leg (only with ``keep_positions=True``). Rows ``2k`` (long) and
+#: ``2k + 1`` (short) are the two legs of one opening; ``close_ts`` is the planned
+#: voluntary close, ``end_ts`` when the leg really ended.
 POSITION_DTYPE = np.dtype([
     ("venue", "<u2"), ("side", "i1"), ("leverage", "<f8"), ("cross", "?"), ("entry", "<f8"),
-    ("qty", "<f8"), ("liq_price", "<f8"), ("open_ts", "<i8"), ("end_ts", "<i8"),
-    ("end", "u1"),            # 0 still open, 1 closed, 2 liquidated, 3 closed against partner's liquidation
+    ("qty", "<f8"), ("liq_price", "<f8"), ("open_ts", "<i8"), ("close_ts", "<i8"),
+    ("end_ts", "<i8"),
+    # 0 still open, 1 closed, 2 liquidated, 3 closed against its partner's liquidation
+    ("end", "u1"),
 ])
 _NEVER = np.iinfo(np.int64).max
 
@@ -139,15 +159,59 @@ def _factory(d: Mapping[str, Any]) -> Any:
 
 @dataclass(frozen=True)
 class SimConfig:
-    """All knobs of the synthetic market (see the module docstring).
+    """All knobs of the synthetic market (the module docstring explains the model).
 
-    Attributes not described here are documented in the module docstring;
-    rates are per day unless named otherwise, times in seconds unless ``_h``.
+    Attributes
+    ----------
+    hours, seed, venues, symbol, start_price, start_ts_ms
+        Length of the run, the seed of everything, simulated venues (``None``: all
+        registry venues), symbol (selects the tier tables), price and time at t=0.
+    daily_vol, jumps_per_day, jump_size, basis_bp
+        Diffusion volatility per day, Poisson jump rate per day, Laplace scale of a
+        jump (log), per-venue basis noise (basis points).
+    price_interval_s, oi_interval_s
+        Whole seconds between price events and between OI readings per venue.
+    oi_usd, oi_scale
+        Target OI at t=0 per venue (USD; missing venues use :data:`DEFAULT_OI_USD`)
+        and a factor on all of them. OI then moves with openings, closes and
+        liquidations.
+    notional_median, notional_sigma
+        Lognormal notional of an opening (USD; both legs carry it).
+    lifetime_h, lifetime_lev_exponent, history_days
+        Mean pair lifetime at 10x, its power-law fall with the larger leg leverage,
+        and the pre-history that builds the initial book.
+    mix_concentration, mixes
+        Dirichlet concentration of the hidden mixes around the registry priors
+        (lower = farther; ``None``: exactly :func:`heatcore.venues.prior_weights`),
+        and explicit mixes: ``{venue: weights}`` or
+        ``{venue: {"long": weights, "short": weights}}`` with 5 band or 19 tier
+        weights.
+    rate_scale, report_convention
+        Per-venue true maintenance rate over the registry's, and the price the feed
+        really reports (``bankruptcy``, ``order``, ``fill``, ``trade``, ``mark``).
+    cross_share, cross_distance, cross_spread
+        Per-venue share of cross-margined legs (a number: every venue) and their
+        mean distance multiple (missing: the registry's priors); each cross leg
+        draws its multiple from
+        ``mean x U(1 - cross_spread, 1 + cross_spread)``.
+    regime_change
+        ``(venue, hour, mix)`` or ``(venue, hour, mix, side)``: the opening mix
+        switches at that hour (rounded to the 60 s chunk grid).
+    impact_coef, impact_exponent, impact_permanent, impact_halflife_s, chain_gap_s
+        Cascade impact: log move ``coef * (Q / $1M) ** exponent`` for a chain's
+        cumulative liquidated notional Q, its permanent share, the half-life of the
+        rest, and the largest gap (s) inside one chain.
+    fill_slippage, trade_noise, tick
+        Noise of ``fill`` (adverse, half-normal) and ``trade`` (normal) reports as a
+        fraction of the mark; price tick of ``order`` reports (default about 1e-6 of
+        the start price).
+    keep_positions
+        Keep every leg in :attr:`Truth.positions` (memory: ~80 bytes per leg).
     """
 
     hours: float = 24.0
     seed: int = 0
-    venues: Optional[Tuple[str, ...]] = None
+    venues: Tuple[str, ...] | None = None
     symbol: str = "BTCUSDT"
     start_price: float = 100_000.0
     start_ts_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -160,25 +224,26 @@ class SimConfig:
     price_interval_s: int = 5
     oi_interval_s: int = 60
     # book
-    oi_usd: Optional[Mapping[str, float]] = None
+    oi_usd: Mapping[str, float] | None = None
     oi_scale: float = 1.0
     notional_median: float = 20_000.0
     notional_sigma: float = 1.1
     lifetime_h: float = 24.0
-    lifetime_lev_exponent: float = 1.0
+    lifetime_lev_exponent: float = 1.5
     history_days: float = 5.0
     # hidden truth
-    mix_concentration: float = 30.0
-    mixes: Optional[Mapping[str, Any]] = _factory({
+    mix_concentration: float | None = 30.0
+    mixes: Mapping[str, Any] | None = _factory({
         "bybit": {"long": (0.05, 0.12, 0.28, 0.30, 0.25)},
-        "hyperliquid": {"short": (0.70, 0.22, 0.06, 0.02, 0.0)},
+        "hyperliquid": {"long": (0.25, 0.30, 0.30, 0.15, 0.0),
+                        "short": (0.30, 0.30, 0.28, 0.12, 0.0)},
     })
     rate_scale: Mapping[str, float] = _factory({"htx": 1.6, "gate": 0.7})
     report_convention: Mapping[str, str] = _factory({"kraken": "bankruptcy", "bitmex": "fill"})
-    cross_share: Mapping[str, float] = _factory(
-        {"binance": 0.25, "bybit": 0.2, "okx": 0.2, "hyperliquid": 0.5})
-    cross_distance: Tuple[float, float] = (1.5, 3.0)
-    regime_change: Optional[Tuple[Any, ...]] = None
+    cross_share: Mapping[str, float] | float = _factory({})
+    cross_distance: Mapping[str, float] = _factory({})
+    cross_spread: float = 0.25
+    regime_change: Tuple[Any, ...] | None = None
     # cascades
     impact_coef: float = 1.5e-5
     impact_exponent: float = 0.87
@@ -188,8 +253,19 @@ class SimConfig:
     # reported-price noise
     fill_slippage: float = 3e-4
     trade_noise: float = 2e-4
-    tick: Optional[float] = None  # price tick for "order" prices; default ~1e-6 of the start price
+    tick: float | None = None
     keep_positions: bool = False
+
+    @classmethod
+    def faithful(cls, **overrides: Any) -> SimConfig:
+        """A market that follows the registry exactly: the prior mixes
+        (:func:`heatcore.venues.prior_weights`), documented maintenance rates and
+        reported prices, the registry's cross-margin priors. The static engine's
+        assumptions are then true; ``overrides`` set any other field."""
+        base: dict[str, Any] = dict(mixes=None, mix_concentration=None, rate_scale={},
+                                    report_convention={})
+        base.update(overrides)
+        return cls(**base)
 
 
 def _side_index(side: SideLike) -> int:
@@ -209,8 +285,8 @@ def _nice_step(x: float) -> float:
     return best * 10.0**e
 
 
-def _band_mix_to_tiers(band_mix: Sequence[float], max_lev: float,
-                       shape: Optional[np.ndarray] = None) -> np.ndarray:
+def _band_mix_to_tiers(band_mix: Sequence[float] | np.ndarray, max_lev: float,
+                       shape: np.ndarray | None = None) -> np.ndarray:
     """Spread a band mix over the tiers allowed at ``max_lev``.
 
     ``shape`` (a tier vector) gives the split inside each band; equal split
@@ -229,13 +305,16 @@ def _band_mix_to_tiers(band_mix: Sequence[float], max_lev: float,
             w[members] += bm[b]
             continue
         inner = shape[members] if shape is not None else np.zeros(members.size)
-        inner = inner / inner.sum() if inner.sum() > 0 else np.full(members.size, 1.0 / members.size)
+        if inner.sum() > 0:
+            inner = inner / inner.sum()
+        else:
+            inner = np.full(members.size, 1.0 / members.size)
         w[members] += bm[b] * inner
     return w / w.sum()
 
 
 def _to_tier_mix(spec: Sequence[float], max_lev: float,
-                 shape: Optional[np.ndarray] = None) -> np.ndarray:
+                 shape: np.ndarray | None = None) -> np.ndarray:
     arr = np.asarray(spec, dtype=float)
     if arr.shape == (_NB,):
         return _band_mix_to_tiers(arr, max_lev, shape)
@@ -262,9 +341,9 @@ class Truth:
         The tier support (:data:`heatcore.venues.DEFAULT_TIERS`).
     venues : tuple of str
         Simulated venues.
-    rate_scale, report_convention, cross_share : dict
+    rate_scale, report_convention, cross_share, cross_distance : dict
         Per venue: true maintenance rate over the registry's, the price the feed
-        really reports, share of cross-margined legs.
+        really reports, share of cross-margined legs, their mean distance multiple.
     regime_changes : list of (ts_ms, venue, side, new_mix)
     liquidations : numpy.ndarray
         Every true liquidation (:data:`LIQUIDATION_DTYPE`), time-ordered.
@@ -278,19 +357,22 @@ class Truth:
 
     def __init__(self, *, venues: tuple[str, ...], mixes: dict[tuple[str, int], list],
                  rate_scale: dict[str, float], report_convention: dict[str, str],
-                 cross_share: dict[str, float], regime_changes: list,
+                 cross_share: dict[str, float], cross_distance: dict[str, float],
+                 regime_changes: list,
                  liquidations: np.ndarray, price_path: tuple[np.ndarray, np.ndarray],
-                 oi_ts: np.ndarray, open_qty: np.ndarray, end_ts: int,
-                 positions: Optional[np.ndarray]):
+                 basis: np.ndarray, oi_ts: np.ndarray, open_qty: np.ndarray, end_ts: int,
+                 positions: np.ndarray | None):
         self.tiers = _TIERS.copy()
         self.venues = venues
         self._mixes = mixes  # (venue, side index) -> [(from_ts_ms, mix), ...]
         self.rate_scale = rate_scale
         self.report_convention = report_convention
         self.cross_share = cross_share
+        self.cross_distance = cross_distance
         self.regime_changes = regime_changes
         self.liquidations = liquidations
         self.price_path = price_path
+        self._basis = basis
         self.oi_ts = oi_ts
         self._open_qty = open_qty  # (snapshots, venues, 2, tiers) base qty
         self._end_ts = end_ts
@@ -302,7 +384,7 @@ class Truth:
         except ValueError:
             raise KeyError(f"venue {venue!r} was not simulated; simulated: {self.venues}") from None
 
-    def mix(self, venue: str, side: SideLike, at_ts: Optional[int] = None) -> np.ndarray:
+    def mix(self, venue: str, side: SideLike, at_ts: int | None = None) -> np.ndarray:
         """True mix of new openings over :attr:`tiers` in force at ``at_ts`` (default: the end)."""
         self._vi(venue)
         regimes = self._mixes[(venue, _side_index(side))]
@@ -313,12 +395,13 @@ class Truth:
                 current = m
         return current.copy()
 
-    def band_mix(self, venue: str, side: SideLike, at_ts: Optional[int] = None) -> np.ndarray:
+    def band_mix(self, venue: str, side: SideLike, at_ts: int | None = None) -> np.ndarray:
         """:meth:`mix` summed over :data:`heatcore.venues.BANDS`."""
         return _bands_of(self.mix(venue, side, at_ts))
 
-    def open_mix(self, venue: str, side: SideLike, at_ts: Optional[int] = None) -> np.ndarray:
-        """Leverage mix of the open book (by base qty) at the last OI reading at or before ``at_ts``."""
+    def open_mix(self, venue: str, side: SideLike, at_ts: int | None = None) -> np.ndarray:
+        """Leverage mix of the open book (by base qty) at the last OI reading at or before
+        ``at_ts`` (default: the end)."""
         v = self._vi(venue)
         ts = self._end_ts if at_ts is None else int(at_ts)
         i = max(0, int(np.searchsorted(self.oi_ts, ts, side="right")) - 1)
@@ -326,12 +409,18 @@ class Truth:
         s = q.sum()
         return q / s if s > 0 else np.zeros(_NT)
 
-    def open_qty(self, venue: str, side: SideLike, at_ts: Optional[int] = None) -> np.ndarray:
+    def open_qty(self, venue: str, side: SideLike, at_ts: int | None = None) -> np.ndarray:
         """Open base quantity per tier at the last OI reading at or before ``at_ts``."""
         v = self._vi(venue)
         ts = self._end_ts if at_ts is None else int(at_ts)
         i = max(0, int(np.searchsorted(self.oi_ts, ts, side="right")) - 1)
         return self._open_qty[i, v, _side_index(side)].copy()
+
+    @property
+    def marks(self) -> np.ndarray:
+        """Venue mark prices, one row per simulated venue (order of :attr:`venues`),
+        one column per second of :attr:`price_path`: the prices liquidations trigger on."""
+        return self.price_path[1][None, :] * (1.0 + self._basis)
 
     def liquidated_usd(self, venue: str, side: SideLike) -> float:
         """True total liquidated notional (before feed sampling)."""
@@ -369,9 +458,9 @@ class SimResult:
 _UNSET: Any = object()
 
 
-def simulate(hours: float = _UNSET, seed: int = _UNSET, venues: Optional[Sequence[str]] = _UNSET,
+def simulate(hours: float = _UNSET, seed: int = _UNSET, venues: Sequence[str] | None = _UNSET,
              symbol: str = _UNSET, start_price: float = _UNSET, *,
-             config: Optional[SimConfig] = None, **config_overrides: Any) -> SimResult:
+             config: SimConfig | None = None, **config_overrides: Any) -> SimResult:
     """Run the synthetic market.
 
     Parameters
@@ -413,11 +502,12 @@ class _Market:
         self._validate(cfg)
         self.cfg = cfg
         self.rng = np.random.default_rng(cfg.seed)
-        self.names: tuple[str, ...] = cfg.venues if cfg.venues is not None else tuple(_venues.VENUES)
+        self.names: tuple[str, ...] = (cfg.venues if cfg.venues is not None
+                                       else tuple(_venues.VENUES))
         self.V = len(self.names)
         self.reg = [_venues.get_venue(n) for n in self.names]
         self.codes = np.array([_venues.venue_id(n) for n in self.names], dtype=np.uint16)
-        self.S = max(1, int(round(cfg.hours * 3600)))
+        self.S = max(1, round(cfg.hours * 3600))
         self.chunk = math.gcd(60, int(cfg.oi_interval_s))
         self._setup_truth()
 
@@ -434,12 +524,21 @@ class _Market:
                 raise ValueError("venues must not be empty")
             for n in cfg.venues:
                 _venues.get_venue(n)
+            if len(set(cfg.venues)) != len(cfg.venues):
+                raise ValueError("venues must not repeat")
         for n, c in cfg.report_convention.items():
             if c not in _CONVENTIONS:
                 raise ValueError(f"report_convention[{n!r}] must be one of {_CONVENTIONS}")
-        for n, s in cfg.cross_share.items():
+        shares = (cfg.cross_share.items() if isinstance(cfg.cross_share, Mapping)
+                  else [("every venue", cfg.cross_share)])
+        for n, s in shares:
             if not 0 <= s <= 1:
                 raise ValueError(f"cross_share[{n!r}] must be in [0, 1]")
+        for n, s in cfg.cross_distance.items():
+            if not (s >= 1 and math.isfinite(s)):
+                raise ValueError(f"cross_distance[{n!r}] must be >= 1")
+        if not 0 <= cfg.cross_spread < 1:
+            raise ValueError("cross_spread must be in [0, 1)")
         for n, s in cfg.rate_scale.items():
             if not (s > 0 and math.isfinite(s)):
                 raise ValueError(f"rate_scale[{n!r}] must be positive")
@@ -449,9 +548,15 @@ class _Market:
         cfg, rng = self.cfg, self.rng
         V = self.V
         self.rate_scale = {n: float(cfg.rate_scale.get(n, 1.0)) for n in self.names}
-        self.cross_share = {n: float(cfg.cross_share.get(n, 0.0)) for n in self.names}
+        cs = cfg.cross_share
+        self.cross_share = {n: float(cs.get(n, v.cross_share) if isinstance(cs, Mapping) else cs)
+                            for n, v in zip(self.names, self.reg, strict=True)}
+        # registries without a documented cross distance: cross dies twice as far
+        self.cross_distance = {
+            n: float(cfg.cross_distance.get(n, max(1.0, getattr(v, "cross_distance", 2.0))))
+            for n, v in zip(self.names, self.reg, strict=True)}
         self.convention = {}
-        for n, v in zip(self.names, self.reg):
+        for n, v in zip(self.names, self.reg, strict=True):
             reg = v.reported_price if v.reported_price in _CONVENTIONS else "trade"
             self.convention[n] = cfg.report_convention.get(n, reg)
         self.conv_idx = np.array([_CONVENTIONS.index(self.convention[n]) for n in self.names])
@@ -464,14 +569,16 @@ class _Market:
         mixes: dict[tuple[str, int], list] = {}
         self.mix_now = np.zeros((V, 2, _NT))
         start_ms = cfg.start_ts_ms
-        for vi, (n, v) in enumerate(zip(self.names, self.reg)):
+        for vi, (n, v) in enumerate(zip(self.names, self.reg, strict=True)):
             prior = np.asarray(v.prior_bands, dtype=float)
             prior = prior / prior.sum()
             override = (cfg.mixes or {}).get(n)
             for s in range(2):
                 shape = rng.dirichlet(np.where(_POPULAR, 6.0, 2.0))
-                band = rng.dirichlet(prior * cfg.mix_concentration + 0.3)
+                band = rng.dirichlet(prior * (cfg.mix_concentration or 1.0) + 0.3)
                 spec: Any = band
+                if cfg.mix_concentration is None:  # the registry's prior, exactly
+                    spec = _venues.prior_weights(v, _venues.DEFAULT_TIERS)
                 if override is not None:
                     if isinstance(override, Mapping):
                         spec = override.get(("long", "short")[s], band)
@@ -493,7 +600,7 @@ class _Market:
             if name not in self.names:
                 raise ValueError(f"regime_change venue {name!r} is not simulated")
             sides = (0, 1) if len(rc) == 3 or rc[3] in (None, "both") else (_side_index(rc[3]),)
-            sec = int(round(hour * 3600 / self.chunk)) * self.chunk
+            sec = round(hour * 3600 / self.chunk) * self.chunk
             vi = self.names.index(name)
             for s in sides:
                 m = _to_tier_mix(spec, self.reg[vi].max_leverage, self.mix_now[vi, s])
@@ -506,7 +613,7 @@ class _Market:
         self.ratio = np.ones((V, 2, _NT))
         self.bk_ratio = np.ones((V, 2, _NT))
         inv_l = 1.0 / _TIERS
-        for vi, (n, v) in enumerate(zip(self.names, self.reg)):
+        for vi, (n, v) in enumerate(zip(self.names, self.reg, strict=True)):
             mech = v.mechanics(cfg.symbol)
             for s, sign in enumerate((1, -1)):
                 for t, lev in enumerate(_TIERS):
@@ -537,7 +644,8 @@ class _Market:
 
     def _lifetime(self, lev: np.ndarray) -> np.ndarray:
         c = self.cfg
-        return c.lifetime_h * 3600.0 * (np.asarray(lev, dtype=float) / 10.0) ** (-c.lifetime_lev_exponent)
+        lev = np.asarray(lev, dtype=float)
+        return c.lifetime_h * 3600.0 * (lev / 10.0) ** (-c.lifetime_lev_exponent)
 
     # ------------------------------------------------------------------ storage
     def _alloc(self, n: int) -> None:
@@ -609,36 +717,44 @@ class _Market:
         self.book_qty += sign * np.bincount(key, weights=self.p_qty[ids],
                                             minlength=self.V * 2 * _NT).reshape(self.V, 2, _NT)
 
-    def _draw_legs(self, venue: np.ndarray, s_open: Optional[np.ndarray]) -> tuple:
-        """Tiers, cross factors and notionals for pairs opened on ``venue``."""
+    def _draw_tiers(self, venue: np.ndarray, s_open: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tier index of each leg of pairs opened on ``venue`` at seconds ``s_open``."""
+        rng = self.rng
+        out = []
+        for s in range(2):
+            # one searchsorted over all venues: venue v's cdf is shifted by v
+            u = rng.random(venue.size)
+            t = np.searchsorted(self.flat_cdf[s], venue + u, side="right") - venue * _NT
+            for sec, vi, side, mix in self.regime:
+                if side == s:
+                    sel = np.flatnonzero((venue == vi) & (s_open >= sec))
+                    if sel.size:
+                        t[sel] = np.searchsorted(np.cumsum(mix), u[sel], side="right")
+            out.append(np.minimum(t, _NT - 1))
+        return out[0], out[1]
+
+    def _draw_extras(self, venue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cross-margin distance factors (per leg, 1 = isolated) and notionals (per pair)."""
         rng, cfg = self.rng, self.cfg
         m = venue.size
-        tiers = []
-        for s in range(2):
-            cdf = np.cumsum(self.mix_now[:, s, :], axis=1)
-            c = cdf[venue]
-            if s_open is not None and self.regime:
-                for sec, vi, side, mix in self.regime:
-                    if side == s:
-                        sel = (venue == vi) & (s_open >= sec)
-                        if sel.any():
-                            c[sel] = np.cumsum(mix)
-            u = rng.random(m)
-            t = (u[:, None] > c[:, :-1]).sum(axis=1)
-            tiers.append(t)
-        share = np.array([self.cross_share[n] for n in self.names])
-        lo, hi = cfg.cross_distance
+        legs = np.repeat(venue, 2)
         k = np.ones(2 * m)
-        is_cross = rng.random(2 * m) < share[np.repeat(venue, 2)]
-        k[is_cross] = rng.uniform(lo, hi, int(is_cross.sum()))
+        is_cross = rng.random(2 * m) < self.cross_arr[legs]
+        spread = rng.uniform(1.0 - cfg.cross_spread, 1.0 + cfg.cross_spread, int(is_cross.sum()))
+        k[is_cross] = np.maximum(1.0, self.cross_dist_arr[legs[is_cross]] * spread)
         notional = np.exp(rng.normal(math.log(cfg.notional_median), cfg.notional_sigma, m))
-        return tiers[0], tiers[1], k, notional
+        return k, notional
 
     # ------------------------------------------------------------------ run
     def run(self) -> SimResult:
         cfg, rng = self.cfg, self.rng
         V, S = self.V, self.S
         self.book_qty = np.zeros((V, 2, _NT))
+        cdf = np.cumsum(self.mix_now, axis=2)
+        cdf[:, :, -1] = 1.0
+        self.flat_cdf = [(cdf[:, s, :] + np.arange(V)[:, None]).reshape(-1) for s in range(2)]
+        self.cross_arr = np.array([self.cross_share[n] for n in self.names])
+        self.cross_dist_arr = np.array([self.cross_distance[n] for n in self.names])
         expected = float(self.lam.sum()) * (self.hist_s * 0.5 + S) + 1000
         self._alloc(int(2 * expected * 1.2) + 64)
 
@@ -665,8 +781,8 @@ class _Market:
         self.stock_ids = [np.zeros(0, np.int64) for _ in range(K)]
         self.stock_lp = [np.zeros(0) for _ in range(K)]
         self.ptr = np.zeros(K, np.int64)
-        self.fresh_ids = [np.zeros(0, np.int64) for _ in range(K)]
-        self.fresh_lp = [np.zeros(0) for _ in range(K)]
+        self.fresh: list[list[Any]] = [[] for _ in range(K)]
+        self.fresh_n = np.zeros(K, np.int64)
         self.thr = np.empty((V, 2))
         self.thr[:, 0] = -np.inf
         self.thr[:, 1] = np.inf
@@ -688,6 +804,7 @@ class _Market:
         self.chain = [-1, -1]
         self.level = [0, 0]
         self.n_chains = 0
+        self.chain_usd = [0.0, 0.0]
 
         oi_ts: list[int] = []
         oi_qty: list[np.ndarray] = []
@@ -697,22 +814,18 @@ class _Market:
         oi_qty.append(self.book_qty.copy())
         oi_price.append(mark0)
 
-        win = self.chunk * 10
-        self.pending = np.zeros(0, np.int64)
-        self.pend_pos = 0
         self.n_init_pairs = self.n // 2
-        order = np.argsort(self.pair_close[: self.n_init_pairs], kind="stable")
-        self.init_sorted = order
-        self.init_close_sorted = self.pair_close[: self.n_init_pairs][order]
-        win_end = 0
+        self._draw_openings()
+        # every pair's planned close is known now: one schedule, walked by a pointer
+        n_pairs = self.n_total // 2
+        self.close_order = np.argsort(self.pair_close[:n_pairs], kind="stable")
+        self.close_sorted = self.pair_close[:n_pairs][self.close_order]
+        self.close_pos = 0
         oi_every = int(cfg.oi_interval_s)
-        for s0 in range(0, S, self.chunk):
+        for c, s0 in enumerate(range(0, S, self.chunk)):
             s1 = min(S, s0 + self.chunk)
-            if s0 >= win_end:
-                win_end = s0 + win
-                self._load_pending(s0, win_end)
             self._advance(s0, s1)
-            self._open(s0, s1, win_end)
+            self._open(c)
             self._close_due(s1)
             if s1 % oi_every == 0 or s1 == S:
                 oi_ts.append(cfg.start_ts_ms + s1 * 1000)
@@ -736,16 +849,15 @@ class _Market:
         tau_tab = self._lifetime(lmax)
         alive_tab = tau_tab * (1.0 - np.exp(-self.hist_s / tau_tab))
         for vi in range(self.V):
-            w = np.outer(self.mix_now[vi, 0], self.mix_now[vi, 1])
-            expected_alive = self.lam[vi] * float((w * alive_tab).sum())
-            # draw candidates from the mix, accept in proportion to their expected presence
-            n_c = rng.poisson(expected_alive * alive_tab.max() / max(1e-12, float((w * alive_tab).sum())))
-            venue = np.full(n_c, vi, np.int64)
-            tl, ts_, k, notional = self._draw_legs(venue, None)
-            acc = rng.random(n_c) < alive_tab[tl, ts_] / alive_tab.max()
-            tl, ts_, notional, venue = tl[acc], ts_[acc], notional[acc], venue[acc]
-            k = k.reshape(-1, 2)[acc].reshape(-1)
-            m = tl.size
+            w = np.outer(self.mix_now[vi, 0], self.mix_now[vi, 1]) * alive_tab
+            # pairs alive at t=0 (before pre-history crossings): Poisson, tiers drawn in
+            # proportion to opening weight x expected presence
+            m = int(rng.poisson(self.lam[vi] * float(w.sum())))
+            cell = np.searchsorted(np.cumsum(w.reshape(-1)) / w.sum(), rng.random(m), side="right")
+            cell = np.minimum(cell, _NT * _NT - 1)
+            tl, ts_ = np.divmod(cell, _NT)
+            venue = np.full(m, vi, np.int64)
+            k, notional = self._draw_extras(venue)
             tau = tau_tab[tl, ts_]
             age = -tau * np.log1p(-rng.random(m) * (1.0 - np.exp(-self.hist_s / tau)))
             rem = rng.exponential(tau)
@@ -764,79 +876,92 @@ class _Market:
 
     # -------------------------------------------------------------- structures
     def _assign_fresh(self, ids: np.ndarray) -> None:
+        """Queue new legs in their venue-side's unsorted buffer and pull the thresholds in."""
         if ids.size == 0:
             return
-        key = self.p_venue[ids].astype(np.int64) * 2 + (ids & 1)
+        ven = self.p_venue[ids].astype(np.int64)
+        side = ids & 1
+        lp = self.p_lp[ids]
+        lo = side == 0
+        np.maximum.at(self.thr[:, 0], ven[lo], lp[lo])
+        np.minimum.at(self.thr[:, 1], ven[~lo], lp[~lo])
+        key = ven * 2 + side
         order = np.argsort(key, kind="stable")
         ids, key = ids[order], key[order]
         bounds = np.searchsorted(key, np.arange(2 * self.V + 1))
-        for k in range(2 * self.V):
-            a, b = bounds[k], bounds[k + 1]
-            if a == b:
-                continue
-            new = ids[a:b]
-            lp = self.p_lp[new]
-            self.fresh_ids[k] = np.concatenate([self.fresh_ids[k], new])
-            self.fresh_lp[k] = np.concatenate([self.fresh_lp[k], lp])
-            v, s = divmod(k, 2)
-            if s == 0:
-                self.thr[v, 0] = max(self.thr[v, 0], lp.max())
-            else:
-                self.thr[v, 1] = min(self.thr[v, 1], lp.min())
-            if self.fresh_ids[k].size > max(4096, self.stock_ids[k].size // 4):
+        for k in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist():
+            self.fresh[k].append(ids[bounds[k]: bounds[k + 1]])
+            self.fresh_n[k] += bounds[k + 1] - bounds[k]
+            if self.fresh_n[k] > max(2048, self.stock_ids[k].size // 16):
                 self._merge(k)
 
+    def _fresh_ids(self, k: int) -> np.ndarray:
+        """The buffer of venue-side ``k`` as one id array (entries are id arrays or
+        ``(start, stop)`` ranges of step 2)."""
+        f = self.fresh[k]
+        if len(f) == 1 and isinstance(f[0], np.ndarray):
+            return f[0]
+        if not f:
+            return np.zeros(0, np.int64)
+        parts = [x if isinstance(x, np.ndarray) else np.arange(x[0], x[1], 2) for x in f]
+        ids = np.concatenate(parts)
+        f[:] = [ids]
+        return ids
+
     def _merge(self, k: int) -> None:
-        """Fold the fresh buffer of venue-side ``k`` into its sorted stock, dropping dead legs."""
-        v, s = divmod(k, 2)
+        """Fold the buffer of venue-side ``k`` into its sorted stock, dropping dead legs."""
+        s = k % 2
         if s == 0:
             ids = self.stock_ids[k][: self.ptr[k]]
         else:
             ids = self.stock_ids[k][self.ptr[k]:]
-        ids = np.concatenate([ids, self.fresh_ids[k]])
+        ids = np.concatenate([ids, self._fresh_ids(k)])
         ids = ids[self.p_alive[ids]]
         lp = self.p_lp[ids]
         order = np.argsort(lp, kind="stable")
         self.stock_ids[k] = ids[order]
         self.stock_lp[k] = lp[order]
-        self.fresh_ids[k] = np.zeros(0, np.int64)
-        self.fresh_lp[k] = np.zeros(0)
+        self.fresh[k] = []
+        self.fresh_n[k] = 0
         self.ptr[k] = ids.size if s == 0 else 0
-        self._refresh_thr(k)
+        self._refresh_thr(k, np.zeros(0))
 
-    def _refresh_thr(self, k: int) -> None:
+    def _refresh_thr(self, k: int, fresh_lp: np.ndarray) -> None:
         v, s = divmod(k, 2)
-        st, fr = self.stock_lp[k], self.fresh_lp[k]
+        st = self.stock_lp[k]
         if s == 0:
             a = st[self.ptr[k] - 1] if self.ptr[k] > 0 else -np.inf
-            b = fr.max() if fr.size else -np.inf
+            b = fresh_lp.max() if fresh_lp.size else -np.inf
             self.thr[v, 0] = max(a, b)
         else:
             a = st[self.ptr[k]] if self.ptr[k] < st.size else np.inf
-            b = fr.min() if fr.size else np.inf
+            b = fresh_lp.min() if fresh_lp.size else np.inf
             self.thr[v, 1] = min(a, b)
 
     def _take(self, k: int, mark: float) -> np.ndarray:
         """Remove and return the live legs of venue-side ``k`` crossed at ``mark``."""
         s = k % 2
         st, ids = self.stock_lp[k], self.stock_ids[k]
+        fids = self._fresh_ids(k)
+        flp = self.p_lp[fids]
         if s == 0:
             hi = self.ptr[k]
             j = int(np.searchsorted(st[:hi], mark, side="left"))
             got = ids[j:hi]
             self.ptr[k] = j
-            crossed = self.fresh_lp[k] >= mark
+            crossed = flp >= mark
         else:
             lo = self.ptr[k]
             j = lo + int(np.searchsorted(st[lo:], mark, side="right"))
             got = ids[lo:j]
             self.ptr[k] = j
-            crossed = self.fresh_lp[k] <= mark
+            crossed = flp <= mark
         if crossed.any():
-            got = np.concatenate([got, self.fresh_ids[k][crossed]])
-            self.fresh_ids[k] = self.fresh_ids[k][~crossed]
-            self.fresh_lp[k] = self.fresh_lp[k][~crossed]
-        self._refresh_thr(k)
+            got = np.concatenate([got, fids[crossed]])
+            fids, flp = fids[~crossed], flp[~crossed]
+            self.fresh[k] = [fids] if fids.size else []
+            self.fresh_n[k] = fids.size
+        self._refresh_thr(k, flp)
         return got[self.p_alive[got]]
 
     # -------------------------------------------------------------- dynamics
@@ -872,6 +997,8 @@ class _Market:
                     if got.size:
                         usd[s] += float(self.p_qty[got].sum()) * m
                         got_side[s].append((got, m))
+        f = 0.0
+        killed: list[np.ndarray] = []
         for s in range(2):
             if not got_side[s]:
                 continue
@@ -881,19 +1008,29 @@ class _Market:
                 self.n_chains += 1
                 self.chain[s] = self.n_chains - 1
                 self.level[s] = 0
+                self.chain_usd[s] = 0.0
             self.last_liq[s] = sec
+            # impact is concave in the chain's cumulative notional (a liquidation cascade acts
+            # like one metaorder): the chain's total move is impact_coef * (Q / $1M) ** exponent
+            q0 = self.chain_usd[s] / 1e6
+            q1 = (self.chain_usd[s] + usd[s]) / 1e6
+            self.chain_usd[s] += usd[s]
+            move = cfg.impact_coef * (q1**cfg.impact_exponent - q0**cfg.impact_exponent)
+            f += -move if s == 0 else move
             for got, m in got_side[s]:
                 self.liq_ids.append(got)
                 self.liq_sec.append(sec)
                 self.liq_mark.append(m)
                 self.liq_chain.append(self.chain[s])
                 self.liq_level.append(self.level[s])
-                self._kill(got, sec, 2)
                 partner = got ^ 1
+                self._kill(got, sec, 2)
                 self._kill(partner[self.p_alive[partner]], sec, 3)
-        if usd[0] > 0 or usd[1] > 0:
-            f = cfg.impact_coef * ((usd[1] / 1e6) ** cfg.impact_exponent
-                                   - (usd[0] / 1e6) ** cfg.impact_exponent)
+                killed.append(got)
+                killed.append(partner)
+        if killed:
+            self._book_add(np.concatenate(killed), -1.0)
+        if f != 0.0:
             t1 = sec + 1
             cur = self.trans_ref * self.decay ** (t1 - self.trans_t)
             self.perm += cfg.impact_permanent * f
@@ -906,56 +1043,93 @@ class _Market:
         self.p_alive[ids] = False
         self.p_end[ids] = self.cfg.start_ts_ms + sec * 1000
         self.p_endkind[ids] = kind
-        self._book_add(ids, -1.0)
 
-    def _open(self, s0: int, s1: int, win_end: int) -> None:
+    def _draw_openings(self) -> None:
+        """Draw every opening of the run up front (all but the entry price, which the
+        path decides): chunk by chunk, venue by venue, so a chunk's pairs are one
+        contiguous id range and each venue's legs a strided slice of it."""
         rng, cfg = self.rng, self.cfg
-        counts = rng.poisson(self.lam * (s1 - s0))
+        V, S, ch = self.V, self.S, self.chunk
+        starts = np.arange(0, S, ch)
+        lens = np.minimum(starts + ch, S) - starts
+        counts = rng.poisson(self.lam[None, :] * lens[:, None])  # (chunks, venues)
         m = int(counts.sum())
-        if m == 0:
-            return
-        venue = np.repeat(np.arange(self.V), counts)
-        sec = rng.integers(s0, s1, m)
+        venue = np.repeat(np.tile(np.arange(V), starts.size), counts.reshape(-1))
+        chunk_of = np.repeat(np.arange(starts.size), counts.sum(axis=1))
+        sec = starts[chunk_of] + (rng.random(m) * lens[chunk_of]).astype(np.int64)
         ms = rng.integers(0, 1000, m)
-        tl, ts_, k, notional = self._draw_legs(venue, sec)
-        entry = self.p[sec] * (1.0 + self.B[venue, sec])
+        tl, ts_ = self._draw_tiers(venue, sec)
+        k, notional = self._draw_extras(venue)
         open_ms = cfg.start_ts_ms + sec * 1000 + ms
         tau = self._lifetime(np.maximum(_TIERS[tl], _TIERS[ts_]))
         close_ms = open_ms + (rng.exponential(tau) * 1000).astype(np.int64) + 1
-        ids = self._add_pairs(venue, tl, ts_, entry, notional, open_ms, close_ms, k)
-        self._assign_fresh(ids)
-        first_pair = ids[0] // 2
-        due = np.flatnonzero(close_ms < cfg.start_ts_ms + win_end * 1000) + first_pair
-        if due.size:
-            rest = self.pending[self.pend_pos:]
-            merged = np.concatenate([rest, due])
-            order = np.argsort(self.pair_close[merged], kind="stable")
-            self.pending = merged[order]
-            self.pend_pos = 0
 
-    def _load_pending(self, s0: int, s_end: int) -> None:
-        """Pairs whose planned close falls in [s0, s_end): initial book by binary search,
-        later openings by a scan of their close times."""
-        t0 = self.cfg.start_ts_ms + s0 * 1000
-        t1 = self.cfg.start_ts_ms + s_end * 1000
-        a = np.searchsorted(self.init_close_sorted, t0, side="left")
-        b = np.searchsorted(self.init_close_sorted, t1, side="left")
-        part = [self.pending[self.pend_pos:], self.init_sorted[a:b]]
-        later = self.pair_close[self.n_init_pairs: self.n // 2]
-        part.append(np.flatnonzero((later >= t0) & (later < t1)) + self.n_init_pairs)
-        merged = np.unique(np.concatenate(part))
-        order = np.argsort(self.pair_close[merged], kind="stable")
-        self.pending = merged[order]
-        self.pend_pos = 0
+        n0 = self.n
+        self._grow(n0 + 2 * m)
+        sl = slice(n0, n0 + 2 * m)
+        tiers = np.empty(2 * m, np.int64)
+        tiers[0::2], tiers[1::2] = tl, ts_
+        ven = np.repeat(venue, 2)
+        self.p_venue[sl] = ven
+        self.p_tier[sl] = tiers
+        self.p_cross[sl] = k > 1.0
+        self.p_open[sl] = np.repeat(open_ms, 2)
+        self.p_end[sl] = _NEVER
+        self.p_alive[sl] = False  # joins the book when its chunk is placed
+        self.pair_close[n0 // 2: n0 // 2 + m] = close_ms
+        side = np.tile([0, 1], m)
+        self.open_r = 1.0 + (self.ratio[ven, side, tiers] - 1.0) * k  # lp / entry per leg
+        self.open_notional = notional
+        self.open_sec = sec
+        self.open_venue = venue
+        self.open_counts = counts
+        bounds = np.concatenate([[0], np.cumsum(counts.sum(axis=1))])
+        self.open_bounds = bounds
+        self.n_total = n0 + 2 * m
+
+    def _open(self, c: int) -> None:
+        """Place chunk ``c``'s openings: entry at the venue mark of their second."""
+        a, b = int(self.open_bounds[c]), int(self.open_bounds[c + 1])
+        if a == b:
+            return
+        venue, sec = self.open_venue[a:b], self.open_sec[a:b]
+        entry = self.p[sec] * (1.0 + self.B[venue, sec])
+        first = self.n_init_pairs * 2 + 2 * a
+        sl = slice(first, first + 2 * (b - a))
+        ent = np.repeat(entry, 2)
+        lp = ent * self.open_r[2 * a: 2 * b]
+        lp[0::2] = np.maximum(lp[0::2], ent[0::2] * 1e-3)
+        self.p_entry[sl] = ent
+        self.p_qty[sl] = np.repeat(self.open_notional[a:b] / entry, 2)
+        self.p_lp[sl] = lp
+        self.p_alive[sl] = True
+        self.n = first + 2 * (b - a)
+        ids = np.arange(first, self.n)
+        self._book_add(ids, +1.0)
+        # per venue the chunk's legs are one contiguous range: longs even, shorts odd
+        cnt = self.open_counts[c]
+        vs = np.flatnonzero(cnt)
+        off = np.concatenate([[0], np.cumsum(cnt[vs])])
+        lp_long, lp_short = lp[0::2], lp[1::2]
+        self.thr[vs, 0] = np.maximum(self.thr[vs, 0], np.maximum.reduceat(lp_long, off[:-1]))
+        self.thr[vs, 1] = np.minimum(self.thr[vs, 1], np.minimum.reduceat(lp_short, off[:-1]))
+        for i, v in enumerate(vs.tolist()):
+            lo, hi = first + 2 * int(off[i]), first + 2 * int(off[i + 1])
+            for s in (0, 1):
+                k = 2 * v + s
+                self.fresh[k].append((lo + s, hi))
+                self.fresh_n[k] += (hi - lo) // 2
+                if self.fresh_n[k] > max(2048, self.stock_ids[k].size // 16):
+                    self._merge(k)
 
     def _close_due(self, s1: int) -> None:
+        """Voluntary closes planned before the end of this chunk."""
         limit = self.cfg.start_ts_ms + s1 * 1000
-        pc = self.pair_close[self.pending]
-        j = int(np.searchsorted(pc, limit, side="left"))
-        if j <= self.pend_pos:
+        j = int(np.searchsorted(self.close_sorted, limit, side="left"))
+        if j <= self.close_pos:
             return
-        pairs = self.pending[self.pend_pos: j]
-        self.pend_pos = j
+        pairs = self.close_order[self.close_pos: j]
+        self.close_pos = j
         legs = np.stack([2 * pairs, 2 * pairs + 1], axis=1).reshape(-1)
         legs = legs[self.p_alive[legs]]
         if legs.size == 0:
@@ -1038,6 +1212,7 @@ class _Market:
         liq["cross"] = cross
         liq["chain"] = chain
         liq["level"] = level
+        liq["leg"] = ids
         liq = liq[ts_order]
         ids = ids[ts_order]
         self.p_end[ids] = liq["ts"]
@@ -1065,16 +1240,23 @@ class _Market:
         le["venue"] = le_src["venue"]
         le["kind"] = KIND_LIQUIDATION
         le["side"] = le_src["side"]
-        code_to_vi = {int(c): i for i, c in enumerate(self.codes)}
-        lvi = np.array([code_to_vi[int(c)] for c in le_src["venue"]], np.int64)
+        code_to_vi = np.zeros(int(self.codes.max()) + 1, np.int64)
+        code_to_vi[self.codes] = np.arange(V)
+        lvi = code_to_vi[le_src["venue"]]
         if le.size:
             le["price_kind"] = self.kind_idx[lvi]
             sampled = np.array([f == "sampled" for f in self.feed])
             le["flags"] = np.where(sampled[lvi], FLAG_SAMPLED, 0)
         parts.append(le)
 
-        events = np.concatenate(parts)
-        events = events[np.argsort(events["ts"], kind="stable")]
+        # np.concatenate drops EVENT_DTYPE's padding and fancy indexing leaves it
+        # uninitialised: assemble field by field into a zeroed array so equal runs are
+        # byte-identical
+        ts_all = np.concatenate([x["ts"] for x in parts])
+        order = np.argsort(ts_all, kind="stable")
+        events = np.zeros(ts_all.size, EVENT_DTYPE)
+        for name in EVENT_DTYPE.names or ():
+            events[name] = np.concatenate([x[name] for x in parts])[order]
 
         positions = None
         if cfg.keep_positions:
@@ -1088,14 +1270,17 @@ class _Market:
             positions["qty"] = self.p_qty[: self.n]
             positions["liq_price"] = self.p_lp[: self.n]
             positions["open_ts"] = self.p_open[: self.n]
+            positions["close_ts"] = np.repeat(self.pair_close[: self.n // 2], 2)
             positions["end_ts"] = self.p_end[: self.n]
             positions["end"] = self.p_endkind[: self.n]
 
         truth = Truth(
             venues=self.names, mixes=self.mixes, rate_scale=dict(self.rate_scale),
             report_convention=dict(self.convention), cross_share=dict(self.cross_share),
+            cross_distance=dict(self.cross_distance),
             regime_changes=list(self.regime_changes), liquidations=liq,
             price_path=(t0 + np.arange(S, dtype=np.int64) * 1000, self.p.copy()),
+            basis=self.B,
             oi_ts=oi_ts, open_qty=oi_qty, end_ts=t0 + S * 1000, positions=positions)
         return SimResult(events=events, symbol=cfg.symbol,
                          step=_nice_step(cfg.start_price * 5e-4), truth=truth, config=cfg,

@@ -1,0 +1,94 @@
+"""Speed of the synthetic market (heatcore.sim).
+
+The simulator never scans the whole book per tick: each venue and side keeps its
+legs sorted by liquidation price plus a small buffer of recent openings, and
+the run only steps second by second where a venue's nearest level is crossed.
+The baseline is the naive way, in the same process and on the same market: scan
+every open leg against every venue mark every second. Both must find exactly
+the same liquidations.
+
+    PYTHONPATH=src python3 -m pytest benchmarks/bench_sim.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from heatcore import venues as hv
+from heatcore.sim import SimResult, simulate
+
+# A small market the naive scan can still afford (it costs legs x seconds).
+SMALL = dict(hours=1.0, seed=8, venues=("bybit", "okx", "deribit"), oi_scale=0.2,
+             daily_vol=0.15, keep_positions=True)
+
+
+def naive_liquidations(res: SimResult) -> dict[int, int]:
+    """Leg -> liquidation second by scanning every open leg every second."""
+    cfg, tr = res.config, res.truth
+    pos = tr.positions
+    assert pos is not None
+    t0, chunk = cfg.start_ts_ms, math.gcd(60, cfg.oi_interval_s)
+    marks = tr.marks
+    slot = {hv.venue_id(v): i for i, v in enumerate(res.venues)}
+    vi = np.array([slot[int(c)] for c in pos["venue"]])
+    open_s = (pos["open_ts"] - t0) // 1000
+    eligible = np.where(pos["open_ts"] < t0, 0, (open_s // chunk + 1) * chunk)
+    stop = ((pos["close_ts"] - t0) // 1000 // chunk + 1) * chunk
+    is_long = pos["side"] == 1
+    alive = np.ones(pos.size, bool)
+    out: dict[int, int] = {}
+    for sec in range(marks.shape[1]):
+        m = marks[vi, sec]
+        hit = alive & (eligible <= sec) & (stop > sec) & np.where(
+            is_long, m <= pos["liq_price"], m >= pos["liq_price"])
+        idx = np.flatnonzero(hit)
+        out.update(zip(idx.tolist(), [sec] * idx.size, strict=True))
+        alive[idx] = False
+        alive[idx ^ 1] = False
+    return out
+
+
+def _found(res: SimResult) -> dict[int, int]:
+    liq = res.truth.liquidations
+    secs = (liq["ts"] - res.config.start_ts_ms) // 1000
+    return dict(zip(liq["leg"].tolist(), secs.tolist(), strict=True))
+
+
+@pytest.fixture(scope="module")
+def small_market() -> SimResult:
+    return simulate(**SMALL)
+
+
+@pytest.mark.benchmark(group="sim-crossings")
+def test_naive_scan_baseline(benchmark, small_market: SimResult) -> None:
+    found = benchmark.pedantic(naive_liquidations, args=(small_market,), rounds=1, iterations=1)
+    assert found == _found(small_market)
+    assert len(found) > 200
+
+
+@pytest.mark.benchmark(group="sim-crossings")
+def test_simulate_small(benchmark, small_market: SimResult) -> None:
+    # the whole run (book, openings, closes, events), against the naive scan's crossings alone
+    res = benchmark.pedantic(simulate, kwargs=SMALL, rounds=3, iterations=1)
+    assert _found(res) == _found(small_market)
+
+
+@pytest.mark.benchmark(group="sim-full")
+def test_simulate_24h_22_venues(benchmark) -> None:
+    res = benchmark.pedantic(simulate, kwargs=dict(hours=24.0, seed=0), rounds=2, iterations=1)
+    ev = res.events
+    assert len(res.venues) == 22
+    assert np.all(np.diff(ev["ts"]) >= 0)
+    assert res.truth.liquidations.size > 10_000
+    benchmark.extra_info["events"] = int(ev.size)
+    benchmark.extra_info["true_liquidations"] = int(res.truth.liquidations.size)
+
+
+@pytest.mark.benchmark(group="sim-full")
+def test_simulate_24h_one_venue(benchmark) -> None:
+    res = benchmark.pedantic(simulate, kwargs=dict(hours=24.0, seed=0, venues=("bybit",)),
+                             rounds=2, iterations=1)
+    assert res.truth.liquidations.size > 0
