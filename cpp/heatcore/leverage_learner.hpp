@@ -4,43 +4,63 @@
 //
 // Model. The mix is a property of *openings*. Positions open at an unknown
 // USD rate g (per hour) at the venue's price, a share m_t of them at leverage
-// tier t; they close at a hazard 1/lifetime_hours and are liquidated when the
-// price crosses their level. The exposure book only knows net open interest,
-// so the learner asks SideBook to keep an *openings book* O_t: unit-rate
-// openings (1 USD per hour, at each OI reading's price), crossed and aged like
-// real positions. With u_t = g m_t (the tier's opening rate):
+// tier t; they close at a hazard 1 / lifetime_t (lifetime_hours at 10x,
+// falling as leverage^-lifetime_exponent: high leverage closes sooner) and are
+// liquidated when the price crosses their level. A documented share of them
+// (VenueConfig::cross_share) is cross-margined and dies cross_distance times
+// farther from entry: a prior, never learned (DESIGN.md). The exposure book
+// only knows net open interest, so the learner asks SideBook to keep an
+// *openings book* O_t: unit-rate openings (1 USD per hour at each OI
+// reading's price), crossed and aged like real positions, in isolated and
+// cross rows. With u_t = g m_t (the tier's opening rate):
 //   * liquidated notional from tier t over a window is Poisson-like with mean
-//     u_t * C_t, where C_t is the openings book's crossed exposure of tier t
-//     (crossed-but-not-liquidated exposure is evidence against the tier);
+//     u_t * C_t, C_t the openings book's crossed exposure of tier t
+//     (crossed-but-not-liquidated exposure is the evidence against a tier);
 //   * open interest is sum_t u_t * N_t, with N_t the tier's surviving unit
-//     mass (plus the part of the book that predates the first OI reading).
-// With A_t the liquidated notional attributed to tier t and a Gamma prior of
-// strength kappa around the venue's published mix p, the estimate is
-//     u_t = (A_t + kappa p_t U) / (C_t + lambda N_t),  lambda: sum_t u_t N_t = OI,
-// U the mean event notional (so kappa counts expected liquidation *events*).
+//     mass plus the part of the book older than the first OI reading.
+// With A_t the liquidated notional attributed to tier t, a Gamma prior of
+// strength kappa around the venue's published mix p, and U the mean event
+// notional (kappa counts expected liquidation *events*, not dollars):
+//     u_t = (A_t + kappa p_t U) / (C_t + lambda N_t),  lambda: sum_t u_t N_t = OI.
 // Tiers that price never crossed (C_t = 0) share what the crossed tiers leave
-// of the open interest in the prior's proportions: what is identifiable about
-// them is their total. kappa is picked per venue and side by empirical Bayes
-// (Gamma-Poisson marginal likelihood over a log grid): a venue whose data agree
-// with its archetype keeps a strong prior, one far from it a weak one.
-// Reported: the openings mix m = u / sum(u) and the open-interest mix
-// u_t N_t / OI, which weighs the map (the map's exposure D_t holds all OI as
-// if at tier t).
+// of the open interest, in the prior's proportions: what is identifiable about
+// them is their total. kappa is chosen per venue and side by empirical Bayes
+// (Gamma-Poisson marginal likelihood over a log grid): data that agree with
+// the archetype keep a strong prior, data far from it a weak one. Neighbouring
+// tested tiers lend each other tier_smoothing of their evidence (their
+// exposures overlap near almost every event; without it the EM drifts to
+// spiky mixes).
+// Reported: the openings mix m = u / sum(u) (the vintage of new positions,
+// which follows a change of regime) and the open-interest mix u_t N_t / OI.
+// The map weighs the exposure book with the openings mix (measured on the
+// simulator: with the true openings mix the map scores liquidations better
+// than with the true open-interest mix, because D_t already holds "all open
+// interest as if at tier t" and is refilled near the price).
 //
 // E-step. The responsibility of tier t for an event at x is proportional to
-// u_t times the openings book's exposure near x: live levels inside the kernel
+// u_t times the openings book's exposure near x: live levels in the kernel
 // window plus what was crossed inside it in the last crossing_window_s (the
-// move that triggered the event has usually consumed it). The last
-// buffer_events events are re-attributed at each refresh; older ones keep the
-// attribution they had when they left the buffer.
+// move that triggered the event has usually consumed it). For venues that
+// report the bankruptcy price (or an order at it), the window is mapped to each
+// tier's trigger. The last buffer_events events are re-attributed at each
+// refresh; older ones keep the attribution they had when they left the buffer.
+// Events with no recent opening near them are counted (preexisting, or
+// unexplained when the map has nothing there either), never forced onto a tier.
+//
+// Weighting and feeds. An event weighs its notional, clipped at size_cap times
+// the running typical size. A sampled feed (<= 1 event per symbol and second)
+// keeps one event per window: that event weighs at least the model's expected
+// liquidations crossed in its window, which is the E-step for the censored
+// events, so the mix is not biased toward what survives sampling.
 //
 // Forgetting. A and C decay with half-life half_life_hours: a new event's
 // weight in the statistics is 1/n while n is small and floors at the decay
 // rate, i.e. the step size of the classic online EM.
 //
 // Cost: O(tiers) per event and per crossing (plus the few crossing records in
-// the time window), O(buffer * tiers * em_iterations) per refresh. All memory
-// is allocated at construction.
+// the time window), O(buffer * tiers * em_iterations) per refresh, and the
+// map rebuild (O(tiers * bins)) only at refreshes. All memory is allocated at
+// construction.
 #pragma once
 
 #include <cstddef>
