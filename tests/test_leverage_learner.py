@@ -106,8 +106,9 @@ def test_far_from_archetype_ends_well_below_static() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="measured (3 seeds, far sides): band TV 0.125 after 6 h, 0.14 after 48 h; the learned "
-           "mix leaves the prior within ~12 h and then plateaus instead of falling further")
+    reason="measured (3 seeds, far sides): band TV 0.16 after 6 h and 0.16 after 48 h (static "
+           "0.10 -> 0.27 as more bands get tested); the learned mix leaves the prior within ~12 h "
+           "and then plateaus instead of falling further")
 def test_tv_falls_as_events_accumulate() -> None:
     res, ev = market(1, ("bybit", "hyperliquid"))
     eng = hc.Engine(venues=res.venues, step=res.step)
@@ -120,22 +121,22 @@ def test_tv_falls_as_events_accumulate() -> None:
     assert curve[-1] < 0.8 * curve[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured mean band TV 0.14-0.18 over complete-feed venues (static 0.08-0.13): "
-           "venues close to their archetype drift away from it")
 def test_complete_feed_venues_end_below_ten_percent() -> None:
     venues = ("bybit", "bitmex", "deribit", "hyperliquid", "dydx", "bitfinex")
-    tvs = []
+    tvs, static = [], []
     for seed in (1, 2):
         res, ev = market(seed, venues)
         eng, _ = replay(res, ev, True)
+        st, _ = replay(res, ev, False)
         for v in venues:
             for s in ("long", "short"):
                 d = eng.learner_diagnostics(v)[s]
                 learned = eng.leverage_mix(v, s)[1]
                 tvs.append(tv_bands(learned, res.truth.mix(v, s), d["untested_bands"]))
+                static.append(tv_bands(st.leverage_mix(v, s)[1], res.truth.mix(v, s),
+                                       d["untested_bands"]))
     assert np.mean(tvs) < 0.10
+    assert np.mean(tvs) < np.mean(static)
 
 
 # -- regime change -------------------------------------------------------------
@@ -171,7 +172,7 @@ def test_follows_a_regime_change_better_than_static() -> None:
     assert min(learned for _, _, learned, _ in rows) <= 0.20
 
 
-@pytest.mark.xfail(strict=True, reason="measured a day after the change: shorts 0.17 (static "
+@pytest.mark.xfail(strict=True, reason="measured a day after the change: shorts 0.10 (static "
                    "0.45), longs 0.32 (static 0.45): the long side over-weights 10-25x")
 def test_follows_a_regime_change_on_every_side() -> None:
     for side, after, learned, static in regime_day_after():

@@ -369,10 +369,14 @@ void LeverageLearner::refresh(std::int64_t ts, const double* totals, double pric
     for (std::size_t t = 0; t < nt; ++t)
       if (!(prior_[t] > 0.0)) wa_[t] = 0.0;   // a tier the venue does not allow stays empty
     kappa_ = pick_strength(wa_.data(), wc_.data(), prior_.data());
-    // Back to rates: u_t = (A_t + kappa p_t U) / (C_t + lambda N_t) with sum u N = OI.
+    // Back to rates. The Gamma(kappa p_t, kappa / gbar) prior has mean p_t gbar
+    // (the prior mix at the rate that fills the OI) and adds kappa p_t U
+    // attributed and kappa U / gbar crossed (both in expected events):
+    //   u_t = (A_t + kappa p_t U) / (C_t + kappa U / gbar + lambda N_t), sum u N = OI.
+    // Without evidence lambda = 0 and the openings mix is the prior.
     for (std::size_t t = 0; t < nt; ++t) {
       wa_[t] *= unit_;
-      wc_[t] *= unit_ / gbar_;
+      wc_[t] = wc_[t] * unit_ / gbar_ + kappa_ * unit_ / gbar_;
       bprior_[t] = kappa_ * prior_[t] * unit_;
     }
     solve_rates(nt, wa_.data(), wc_.data(), bprior_.data(), n_.data(), oi_usd_, u_.data());
