@@ -44,12 +44,35 @@ class VenueConfig:
     @property
     def mechanics(self) -> Mechanics: ...
     def __init__(self, name: str, registry_id: int, mechanics: Mechanics, prior_long: list[float],
-                 prior_short: list[float]) -> None: ...
+                 prior_short: list[float], cross_share: float = 0.0,
+                 cross_distance: float = 1.0) -> None: ...
+
+class LearnerConfig:
+    half_life_hours: float
+    lifetime_hours: float
+    lifetime_exponent: float
+    buffer_events: int
+    refresh_events: int
+    refresh_hours: float
+    em_iterations: int
+    kernel_bins: float
+    kernel_frac: float
+    crossing_window_s: float
+    crossing_records: int
+    tier_smoothing: float
+    size_cap: float
+    sample_window_ms: int
+    prior_min: float
+    prior_max: float
+    loglik_floor: float
+    def __init__(self) -> None: ...
+    def validate(self) -> None: ...
 
 class Engine:
     def __init__(self, step: float, tiers: list[float], venues: list[VenueConfig], learn: bool = True,
                  seed_spread: float = 0.05, ts_tolerance_ms: int = 5000,
-                 max_price_ratio: float = 10.0, max_bins: int = 4000000) -> None: ...
+                 max_price_ratio: float = 10.0, max_bins: int = 4000000,
+                 learner: LearnerConfig = ...) -> None: ...
     def update_price(self, slot: int, ts: int, price: float) -> int: ...
     def update_open_interest(self, slot: int, ts: int, oi_usd: float, price: float) -> int: ...
     def on_liquidation(self, slot: int, ts: int, side: int, price: float, notional: float,
@@ -85,3 +108,10 @@ class Engine:
     def chains(self, include_open: bool = True) -> dict[str, Any]: ...
 
 CASCADE_MAX_LEVELS: int
+
+# ---- Leverage Learner (register_learner.cpp) ----
+def solve_rates(a: list[float], c: list[float], b: list[float], n: list[float],
+                total: float) -> np.ndarray: ...
+def learner_mix(engine: Engine, slot: int, side: int, which: str) -> np.ndarray: ...
+def learner_last_exposure(engine: Engine, slot: int, side: int) -> np.ndarray: ...
+def learner_diagnostics(engine: Engine, slot: int, side: int) -> dict[str, Any]: ...
