@@ -1,6 +1,7 @@
 #include "heatcore/serialize.hpp"
 
 #include <algorithm>
+#include <numeric>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -440,6 +441,11 @@ void SideBook::load(Reader& r, const PriceGrid& g) {
   d_ = std::move(d);
   ek0_ = ek0;
   en_ = en;
+  // The Leverage Learner's openings book lives on the level grid; its contents
+  // are restored by the learner's own section (fresh and empty without one).
+  set_cross_distance(cross_distance_);
+  o_.assign(oratio_.size() * static_cast<std::size_t>(g.n), 0.0);
+  map_sum_ = std::accumulate(map_.begin(), map_.end(), 0.0);
   layout_tier_maps(false);
   if (!has_tier_maps) {
     // A 1.0 snapshot: derive M_t from D (keeping the stored totals and map).
