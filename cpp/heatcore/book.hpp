@@ -102,6 +102,10 @@ class SideBook {
   const std::vector<double>& openings_totals() const noexcept { return otot_; }
   const std::vector<double>& openings_consumed_usd() const noexcept { return oconsumed_usd_; }
   double map_sum() const noexcept { return map_sum_; }   // sum of map(), USD
+  // The openings book's exact state (persist, section LLRN; defined in serialize.cpp).
+  void save_openings(serial::Writer& w, const PriceGrid& g) const;
+  void load_openings(serial::Reader& r, const PriceGrid& g);
+  double cross_distance() const noexcept { return cross_distance_; }
   double exposure_total() const noexcept;   // sum_t w[t] tot[t], base units
   double expected_usd() const noexcept { return expected_usd_; }
   double tier_mass(const PriceGrid& /*g*/, std::size_t t, std::int64_t e) const noexcept {

@@ -67,6 +67,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "heatcore/serialize.hpp"
+
 namespace heatcore {
 
 struct LearnerConfig {
@@ -156,6 +158,13 @@ class LeverageLearner {
   bool tested(std::size_t t) const noexcept;
   // The openings book's exposure near the last event, per tier (hours of unit openings).
   const std::vector<double>& last_event_exposure() const noexcept { return e_; }
+
+  // ---- persist (defined in serialize.cpp, section LLRN) ----
+  // Every learned and buffered field; the configuration is written by the engine.
+  void save(serial::Writer& w) const;
+  // Fill a learner constructed with the same configuration, prior and tiers;
+  // throws serial::SnapshotError and leaves *this unchanged on bad bytes.
+  void load(serial::Reader& r);
 
  private:
   void decay_to(std::int64_t ts) noexcept;
