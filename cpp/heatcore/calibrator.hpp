@@ -44,7 +44,7 @@
 // Leverage Learner, so it cannot absorb a mix error, and the learner cannot
 // absorb a rate the calibrator has measured: the calibrator moves the levels
 // (Engine::apply_calibration), the learner fits the mix on the moved levels, and
-// the learner's kernel is centred on trigger_of() and widened by level_sigma().
+// its window is mapped back by the measured offset and widened by its sd.
 // The cost of this choice: where reports carry no separable information on the
 // rate (trade print, fill, mark), the rate keeps the registry's value.
 //
@@ -84,7 +84,7 @@ struct CalibratorConfig {
   double apply_rel = 0.01;        // re-place levels when the scale moved by this fraction
   std::uint32_t apply_every = 16; // ... checked every this many used events
   double depart_z = 4.0;          // |data - documented| / sd beyond this: "departs"
-  bool widen_kernel = true;       // widen the Leverage Learner's window by level_sigma
+  bool widen_kernel = true;       // widen the Leverage Learner's window by the offset's sd
   void validate() const;
 };
 

@@ -15,6 +15,7 @@
 #include "heatcore/book.hpp"
 #include "heatcore/calibrator.hpp"
 #include "heatcore/forecast.hpp"  // [forecast]
+#include "heatcore/leverage_learner.hpp"
 #include "heatcore/cascade.hpp"
 #include "heatcore/mechanics.hpp"
 #include "heatcore/serialize.hpp"
@@ -28,6 +29,10 @@ struct VenueConfig {
   Mechanics mechanics;
   std::vector<double> prior_long;    // prior mix over the tier support (sums to 1)
   std::vector<double> prior_short;
+  // Documented cross-margin prior (venues.json): share of positions in cross
+  // margin and how much farther from entry they die. Used by the Leverage Learner.
+  double cross_share = 0.0;
+  double cross_distance = 1.0;
 };
 
 struct EngineConfig {
@@ -46,6 +51,7 @@ struct EngineConfig {
   CalibratorConfig calibrator;
   // [calibrator] end
   ForecastConfig forecast;             // [forecast] horizon forecast (forecast.hpp)
+  LearnerConfig learner;               // Leverage Learner (leverage_learner.hpp)
   CascadeConfig cascade;               // chain tracker, Cascade Learner and walk (cascade.hpp)
 };
 
@@ -95,6 +101,9 @@ class Engine {
   void set_mix(std::size_t slot, Side side, const std::vector<double>& w);
   void set_learning(std::size_t slot, bool enabled);
   bool learning(std::size_t slot) const { return learn_.at(slot) != 0; }
+  const LeverageLearner& learner(std::size_t slot, Side side) const {
+    return learners_.at(slot * 2 + static_cast<std::size_t>(side_index(side)));
+  }
 
   // Map of one venue into `long_out`/`short_out` (size grid().n), or the sum over
   // venues when slot < 0.
@@ -195,6 +204,12 @@ class Engine {
   std::vector<double> scratch_;   // per-tier workspace, sized once
   Calibrator calib_;              // [calibrator]
   bool calibrating_ = true;       // [calibrator]
+  // --- Leverage Learner (learner branch) ---
+  std::vector<LeverageLearner> learners_;  // [slot * 2 + side_index]
+  std::vector<double> scratch_openings_;   // per-tier workspace, sized once
+  std::vector<double> scratch_scale_;      // per-tier workspace, sized once
+  void learner_on_cross(VenueState& v, double p0, double p1);
+  void learner_on_open_interest(std::size_t slot, std::int64_t ts, double price, double oi_usd);
   std::int64_t last_ts_ = std::numeric_limits<std::int64_t>::min();
   double ref_price_ = 0.0;
   // persist: direct-mapped table of recent event fingerprints (0 = empty slot);
