@@ -71,6 +71,7 @@ double RobustLocation::median_n(double* v, int n) {
 
 void RobustLocation::add(double x, double max_n, double c, double sigma_floor) {
   ++count_;
+  sigma_dirty_ = true;
   sigma_floor_ = sigma_floor;
   // The spread comes from the recent residuals about their own median, not about
   // the estimate: a biased estimate then shows as a run of one-sided clips (and
@@ -136,10 +137,14 @@ double RobustLocation::mean() const noexcept {
 }
 
 double RobustLocation::sigma() const noexcept {
-  if (nring_ == 0) return 0.0;
-  // Few observations: never below five floors (a handful of events is no precision).
-  if (nring_ < 3) return 5.0 * sigma_floor_;
-  return std::max(spread_of(ring_.data(), nring_, sigma_floor_), nring_ < kWarm ? 5.0 * sigma_floor_ : 0.0);
+  if (!sigma_dirty_) return sigma_cache_;
+  double v;
+  if (nring_ == 0) v = 0.0;
+  else if (nring_ < 3) v = 5.0 * sigma_floor_;  // a handful of events is no precision
+  else v = std::max(spread_of(ring_.data(), nring_, sigma_floor_), nring_ < kWarm ? 5.0 * sigma_floor_ : 0.0);
+  sigma_cache_ = v;
+  sigma_dirty_ = false;
+  return v;
 }
 
 // ---- Calibrator ----------------------------------------------------------------
@@ -389,6 +394,7 @@ void RobustLocation::load(serial::Reader& r) {
   x.count_ = r.u64();
   x.clipped_ = r.u64();
   x.restarts_ = r.u64();
+  x.sigma_dirty_ = true;
   if (x.nw_ < 0 || x.nw_ > kWarm || x.nring_ < 0 || x.nring_ > kRing || x.ring_pos_ >= kRing ||
       std::abs(x.run_) > kShiftRun || !(x.n_ >= 0.0) || !std::isfinite(x.mu_))
     r.fail("calibrator estimate out of range");

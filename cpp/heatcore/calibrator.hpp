@@ -116,6 +116,10 @@ class RobustLocation {
   int nw_ = 0, nring_ = 0, run_ = 0;
   std::size_t ring_pos_ = 0;
   double mu_ = 0.0, n_ = 0.0, sigma_floor_ = 2e-5, sd_ = 0.0;
+  // sigma() is read several times per event (offset, learner window, forecast):
+  // computed once after each observation. Reads are serialised by the engine's owner.
+  mutable double sigma_cache_ = 0.0;
+  mutable bool sigma_dirty_ = true;
   std::uint64_t count_ = 0, clipped_ = 0, restarts_ = 0;
 };
 
