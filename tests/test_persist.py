@@ -34,9 +34,16 @@ def _observables(eng: hc.Engine) -> dict:
         out[f"cascade_state/{k}"] = np.asarray(v)
     for k, v in eng.chains().items():
         out[f"chains/{k}"] = np.asarray(v)
+    for k, v in eng.forecast_state().items():
+        out[f"forecast_state/{k}"] = np.asarray(v)
     for v in (None, *eng.venues):
         m = eng.heatmap(v)
         out[f"map/{v}"] = (m.prices, m.long, m.short, m.price)
+        f = eng.forecast(horizon_s=3600, venue=v)
+        out[f"forecast/{v}"] = (f.prices, f.long, f.short, f.reach, f.price, f.sigma)
+        if v is not None:
+            for k, x in eng.forecast_state(v).items():
+                out[f"forecast_state/{v}/{k}"] = np.asarray(x)
         if v is not None:
             out[f"stats/{v}"] = eng.diagnostics(v)
             for side in ("long", "short"):
@@ -277,3 +284,171 @@ def test_repeated_save_load_on_the_simulator(tmp_path: Path) -> None:
         eng = hc.Engine.load(tmp_path / "sim.hcsnap")
     assert straight.cascade_state()["chains_total"] > 0 and straight.diagnostics()["rejected_total"] == 0
     _assert_same(eng, straight)
+
+
+# -- the horizon forecast (FCST) -----------------------------------------------------
+
+_FC_DEFAULTS = _core.ForecastConfig()
+
+
+def _forecasts(eng: hc.Engine) -> dict:
+    """The 1 h forecast of every venue and of the total, and the forecast's state."""
+    out: dict = {f"state/{k}": np.asarray(v) for k, v in eng.forecast_state().items()}
+    for v in (None, *eng.venues):
+        f = eng.forecast(horizon_s=3600, venue=v)
+        out[f"forecast/{v}"] = (f.prices, f.long, f.short, f.reach, f.price, f.sigma)
+        if v is not None:
+            out.update({f"state/{v}/{k}": np.asarray(x) for k, x in eng.forecast_state(v).items()})
+    return out
+
+
+def _same_forecasts(a: hc.Engine, b: hc.Engine) -> bool:
+    fa, fb = _forecasts(a), _forecasts(b)
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        va, vb = (fa[k], fb[k]) if isinstance(fa[k], tuple) else ((fa[k],), (fb[k],))
+        if not all(np.array_equal(x, y) for x, y in zip(va, vb, strict=True)):
+            return False
+    return True
+
+
+def _core_sections(core: bytes) -> list[tuple[bytes, int, int, int, bytes]]:
+    return list(persist._sections(core, 0, len(core)))
+
+
+def _with_core(data: bytes, edit) -> bytes:
+    """The snapshot `data` with its CORE sections passed through `edit`."""
+    head, sections = _split(data)
+    meta, (tag, ma, mi, f, core) = sections
+    core = b"".join(persist._section(t, (x, y), p, bool(g & 1)) for t, x, y, g, p in edit(_core_sections(core)))
+    return _join(head, [meta, (tag, ma, mi, f, core)])
+
+
+@pytest.fixture(scope="module")
+def sim_run():
+    from heatcore import sim
+
+    return sim.simulate(hours=6, seed=4, venues=["binance", "okx", "bybit"])
+
+
+def _sim_engine(run, learn: bool) -> hc.Engine:
+    eng = hc.Engine(run.symbol, step=run.step, venues=run.venues, learn=learn)
+    if not learn:
+        eng.configure_forecast(learn=False)  # the forecast has its own switch
+    return eng
+
+
+@pytest.mark.parametrize("learn", [True, False], ids=["learn", "static"])
+@pytest.mark.parametrize("frac", [0.4, 0.8])
+def test_forecast_round_trip_on_the_simulator(tmp_path: Path, sim_run, learn: bool, frac: float) -> None:
+    """save -> load -> continue gives bit-identical forecasts (every venue and the
+    total) and forecast state to a run that never stopped."""
+    ev = sim_run.events
+    cut = int(len(ev) * frac)
+    straight = _sim_engine(sim_run, learn)
+    straight.ingest(ev)
+
+    first = _sim_engine(sim_run, learn)
+    first.ingest(ev[:cut])
+    # The saved state is non-trivial: volatility estimated, refreshes run, bursts
+    # under way; with learning, the reach recalibration and the EM have moved.
+    st = first.forecast_state()
+    assert st["anchor_price"] > 0 and st["now_s"] > 0
+    assert (st["calibration_n"] > 0) == learn
+    venues = [first.forecast_state(v) for v in first.venues]
+    assert sum(v["burst_usd_long"] + v["burst_usd_short"] for v in venues) > 0
+    moved = any(v[f"reach_scale_{s}"] != _FC_DEFAULTS.reach_prior for v in venues for s in ("long", "short"))
+    assert moved == learn
+    first.save(tmp_path / "f.hcsnap")
+    data = (tmp_path / "f.hcsnap").read_bytes()
+    assert b"FCST" in [t for t, *_ in _core_sections(_split(data)[1][1][4])]
+
+    resumed = hc.Engine.load(tmp_path / "f.hcsnap")
+    resumed.ingest(ev[cut:])
+    assert _same_forecasts(resumed, straight)
+    _assert_same(resumed, straight)
+    assert straight.forecast(3600).total()[0] > 0 and straight.forecast(3600).total()[1] > 0
+
+    # The comparison can fail: a snapshot without FCST (an older writer) loads
+    # with a fresh forecast, which then does not match.
+    stripped = hc.Engine._from_snapshot(_with_core(data, lambda s: [x for x in s if x[0] != b"FCST"]))
+    stripped.ingest(ev[cut:])
+    assert not _same_forecasts(stripped, straight)
+
+
+def test_forecast_config_survives(tmp_path: Path, stream: np.ndarray) -> None:
+    """Forecast settings travel in FCST, also when only the configuration is loaded."""
+    settings = {"burst_tau_s": 900.0, "em_every_s": 120.0, "vol_tau_s": 7200.0, "checkpoint_every_s": 600.0,
+                "shift_prior_nats": 0.5}
+
+    def custom() -> hc.Engine:
+        eng = _engine()
+        eng.configure_forecast(**settings)
+        return eng
+
+    a = custom()
+    a.ingest(stream[:20_000])
+    assert a.forecast_state()["calibration_n"] > 0
+    a.save(tmp_path / "c")
+    b = hc.Engine.load(tmp_path / "c")
+    straight = custom()
+    straight.ingest(stream)
+    b.ingest(stream[20_000:])
+    assert _same_forecasts(b, straight)
+    default = _engine()
+    default.ingest(stream)
+    assert not _same_forecasts(default, straight)  # the settings matter
+    # config_only: the settings, fresh state; replaying everything matches.
+    fresh = _core.Engine.from_state(a._core.state_bytes(), config_only=True)
+    assert _core.engine_forecast_state(fresh, -1)["now_s"] == 0.0
+    fresh.ingest(stream)
+    np.testing.assert_array_equal(_core.engine_forecast(fresh, [-1], 3600.0, 0, 4000)[0],
+                                  _core.engine_forecast(straight._core, [-1], 3600.0, 0, 4000)[0])
+
+
+def test_corrupt_forecast_section_is_refused(stream: np.ndarray) -> None:
+    """Bad FCST bytes give SnapshotError (never a crash), however they are bad."""
+    eng = _engine()
+    eng.ingest(stream[:20_000])
+    assert eng.forecast_state()["calibration_n"] > 0
+    data = eng.__getstate__()
+
+    def patch(fn):
+        return _with_core(data, lambda s: [(t, a, b, f, fn(p) if t == b"FCST" else p) for t, a, b, f, p in s])
+
+    fcst = next(p for t, *_, p in _core_sections(_split(data)[1][1][4]) if t == b"FCST")
+    for n in range(0, len(fcst), max(1, len(fcst) // 97)):  # truncated anywhere
+        with pytest.raises(hc.SnapshotError, match="FCST"):
+            hc.Engine._from_snapshot(patch(lambda p, n=n: p[:n]))
+    cfg_size = 22 * 8 + 1
+    nan = struct.pack("<d", float("nan"))
+    ring_head = cfg_size + 8 * 8 + 1 + 8 + 64 * 5 * 8
+    for off, value, why in [
+        (0, nan, "non-finite forecast setting"),
+        (0, struct.pack("<d", -1.0), "invalid forecast config"),          # vol_tau_s
+        (cfg_size - 1, b"\x02", "boolean"),                               # learn
+        (cfg_size, struct.pack("<d", 0.0), "variance rate"),              # var_rate
+        (cfg_size, struct.pack("<d", 1.0), "variance rate"),              # beyond any clamped return
+        (ring_head - 5 * 8 + 2 * 8, struct.pack("<d", 1.0), "checkpoint"),  # last slot's sd
+        (cfg_size + 3 * 8, struct.pack("<d", 1e300), "price"),            # last_price
+        (ring_head, struct.pack("<i", 64), "ring position"),
+        (ring_head + 4, struct.pack("<i", -1), "ring position"),
+    ]:
+        with pytest.raises(hc.SnapshotError, match=why):
+            hc.Engine._from_snapshot(patch(lambda p, o=off, v=value: p[:o] + v + p[o + len(v):]))
+    # Fields a newer minor version appends are skipped (the forward-compatibility rule).
+    _assert_same(hc.Engine._from_snapshot(patch(lambda p: p + b"\x00" * 24)), hc.Engine._from_snapshot(data))
+    # Random bit flips load (a plausible state) or are refused, never crash.
+    rng = np.random.default_rng(5)
+    refused = 0
+    for pos in rng.integers(0, len(fcst), 300):
+        bad = bytearray(fcst)
+        bad[pos] ^= 1 << int(rng.integers(0, 8))
+        try:
+            e = hc.Engine._from_snapshot(patch(lambda p, b=bytes(bad): b))
+        except hc.SnapshotError:
+            refused += 1
+            continue
+        e.forecast(3600)
+        e.ingest(stream[20_000:20_200])
+    assert refused > 0

@@ -796,11 +796,197 @@ void CascadeModel::load(Reader& r) {
   *this = std::move(m);
 }
 
+// ---- FCST: the horizon forecast (forecast.hpp) ----
+// ForecastConfig, then the Forecaster's state: engine-wide volatility, anchor
+// prices, the checkpoint ring and calibration histogram, the survival it
+// implies, the lagged reach, the refresh clock; then each venue's
+// VenueForecastState. Every field is stored (also the caches a rebuild would
+// reproduce: the kernels, the survival), so a load gives the same bits.
+
+namespace {
+
+constexpr std::uint32_t kFcst = serial::tag("FCST");
+constexpr std::size_t kMaxLagBins = std::size_t{1} << 26;  // lagged windows: a grid's worth at most
+constexpr std::int64_t kMaxBinIndex = std::int64_t{1} << 52;
+
+void write_forecast_config(Writer& w, const ForecastConfig& c) {
+  for (double x : {c.vol_tau_s, c.vol_min_dt_s, c.vol_prior_annual, c.ref_horizon_s, c.checkpoint_every_s,
+                   c.calib_forget, c.calib_prior_n, c.burst_tau_s, c.base_tau_s, c.em_every_s, c.em_map_horizon_s,
+                   c.em_tau_s, c.em_prior_n, c.reach_prior, c.cont_prior, c.background_prior, c.offset_prior_n,
+                   c.offset_prior_bins, c.offset_forget, c.shift_forget, c.shift_prior_nats, c.liq_anchor_after_s})
+    w.f64(x);
+  w.boolean(c.learn);
+}
+
+ForecastConfig read_forecast_config(Reader& r) {
+  ForecastConfig c;
+  for (double* x : {&c.vol_tau_s, &c.vol_min_dt_s, &c.vol_prior_annual, &c.ref_horizon_s, &c.checkpoint_every_s,
+                    &c.calib_forget, &c.calib_prior_n, &c.burst_tau_s, &c.base_tau_s, &c.em_every_s,
+                    &c.em_map_horizon_s, &c.em_tau_s, &c.em_prior_n, &c.reach_prior, &c.cont_prior,
+                    &c.background_prior, &c.offset_prior_n, &c.offset_prior_bins, &c.offset_forget, &c.shift_forget,
+                    &c.shift_prior_nats, &c.liq_anchor_after_s}) {
+    *x = r.f64();
+    if (!std::isfinite(*x)) r.fail("non-finite forecast setting");
+  }
+  // The refresh clock is kept in int64 milliseconds.
+  if (!(c.em_every_s <= 1e9)) r.fail("forecast refresh interval out of range");
+  c.learn = r.boolean();
+  return c;  // the Forecaster's constructor checks the rest
+}
+
+// A finite double, optionally >= 0.
+double read_finite(Reader& r, bool non_negative = false) {
+  const double x = r.f64();
+  if (!std::isfinite(x) || (non_negative && x < 0.0)) r.fail("forecast value out of range");
+  return x;
+}
+
+void read_fixed(Reader& r, std::vector<double>& v, std::size_t n, bool non_negative) {
+  auto x = r.f64s(n);
+  if (x.size() != n) r.fail("forecast array has the wrong size");
+  for (double y : x)
+    if (!std::isfinite(y) || (non_negative && y < 0.0)) r.fail("forecast array value out of range");
+  v = std::move(x);
+}
+
+}  // namespace
+
+void Forecaster::save(Writer& w) const {
+  for (double x : {var_rate_, sample_ts_, sample_log_p_, last_price_, last_price_ts_, last_liq_price_, last_liq_ts_,
+                   now_s_})
+    w.f64(x);
+  w.boolean(have_sample_);
+  w.u64(ring_.size());
+  for (const Checkpoint& c : ring_)
+    for (double x : {c.ts, c.log_p, c.sd, c.up, c.down}) w.f64(x);
+  w.i32(ring_head_);
+  w.i32(ring_size_);
+  w.f64(last_checkpoint_ts_);
+  w.f64s(calib_count_);
+  w.f64s(surv_);
+  w.f64(calib_n_);
+  w.f64(mean_z_);
+  w.f64s(lag_reach_);
+  w.i64(lag_k0_);
+  w.i64(next_refresh_ms_);
+  w.f64(refresh_ts_);
+  w.boolean(refreshed_);
+  w.u64(venues_.size());
+  for (const VenueForecastState& v : venues_)
+    for (int s = 0; s < 2; ++s) {
+      for (double x : {v.burst[s], v.burst_ts[s], v.anchor[s], v.anchor_ts[s], v.snap_anchor[s], v.snap_anchor_ts[s],
+                       v.base[s], v.base_ts[s], v.num_map[s], v.den_map[s], v.num_cont[s], v.den_cont[s], v.num_bg[s],
+                       v.den_bg[s], v.events[s], v.map_rate[s], v.a[s], v.b[s], v.c[s], v.kernel_mean[s],
+                       v.kernel_var[s]})
+        w.f64(x);
+      w.f64s(v.lagged[s]);
+      w.i64(v.lagged_k0[s]);
+      w.u64(v.unexplained[s]);
+      w.i32(v.shift[s]);
+      w.f64s(v.shift_score[s]);
+      w.f64s(v.offsets[s]);
+      w.f64s(v.kernel[s]);
+    }
+}
+
+void Forecaster::load(Reader& r, double step) {
+  Forecaster f = *this;  // fill a copy: *this stays unchanged if the bytes are bad
+  // Prices as the engine accepts them: binnable on the grid (0 = none yet).
+  auto price = [&r, step]() {
+    const double p = read_finite(r, true);
+    if (p / step > 1e15) r.fail("forecast price out of range");
+    return p;
+  };
+  // The variance rate is an EWMA of the prior and of clamped returns (|r| <= ln 2 over
+  // at least max(vol_min_dt_s, 1 ms)): it cannot leave that range.
+  const ForecastConfig& c = f.cfg_;
+  const double var_max = std::max(c.vol_prior_annual * c.vol_prior_annual / (365.0 * 86400.0),
+                                  std::log(2.0) * std::log(2.0) / std::max(c.vol_min_dt_s, 1e-3)) * (1.0 + 1e-9);
+  f.var_rate_ = read_finite(r, true);
+  if (!(f.var_rate_ > 0.0 && f.var_rate_ <= var_max)) r.fail("forecast variance rate out of range");
+  f.sample_ts_ = read_finite(r);
+  f.sample_log_p_ = read_finite(r);
+  f.last_price_ = price();
+  f.last_price_ts_ = read_finite(r);
+  f.last_liq_price_ = price();
+  f.last_liq_ts_ = read_finite(r);
+  f.now_s_ = read_finite(r);
+  f.have_sample_ = r.boolean();
+  if (r.u64() != f.ring_.size()) r.fail("checkpoint ring size does not match");
+  for (Checkpoint& k : f.ring_) {
+    k.ts = read_finite(r);
+    k.log_p = read_finite(r);
+    k.sd = read_finite(r, true);
+    k.up = read_finite(r, true);
+    k.down = read_finite(r, true);
+    // sd is a past sqrt(variance rate); a finished checkpoint's z = move / sd is binned as an int.
+    if (k.sd > std::sqrt(var_max) || std::max(k.up, k.down) > 1e7 * k.sd)
+      r.fail("forecast checkpoint out of range");
+  }
+  f.ring_head_ = r.i32();
+  f.ring_size_ = r.i32();
+  if (f.ring_head_ < 0 || f.ring_head_ >= kMaxCheckpoints || f.ring_size_ < 0 || f.ring_size_ > kMaxCheckpoints)
+    r.fail("checkpoint ring position out of range");
+  f.last_checkpoint_ts_ = read_finite(r);
+  read_fixed(r, f.calib_count_, kCalibBins + 1, true);
+  read_fixed(r, f.surv_, kCalibBins + 1, true);
+  f.calib_n_ = read_finite(r, true);
+  f.mean_z_ = read_finite(r, true);
+  f.lag_reach_ = r.f64s(kMaxLagBins);
+  for (double x : f.lag_reach_)
+    if (!(std::isfinite(x) && x >= 0.0)) r.fail("lagged reach out of range");
+  f.lag_k0_ = r.i64();
+  if (f.lag_k0_ < 0 || f.lag_k0_ > kMaxBinIndex) r.fail("lagged reach window out of range");
+  f.next_refresh_ms_ = r.i64();
+  f.refresh_ts_ = read_finite(r);
+  f.refreshed_ = r.boolean();
+  if (r.u64() != f.venues_.size()) r.fail("forecast venue count does not match");
+  for (VenueForecastState& v : f.venues_)
+    for (int s = 0; s < 2; ++s) {
+      v.burst[s] = read_finite(r, true);
+      v.burst_ts[s] = read_finite(r);
+      v.anchor[s] = price();
+      v.anchor_ts[s] = read_finite(r);
+      v.snap_anchor[s] = price();
+      v.snap_anchor_ts[s] = read_finite(r);
+      v.base[s] = read_finite(r, true);
+      v.base_ts[s] = read_finite(r);
+      for (double* x : {&v.num_map[s], &v.den_map[s], &v.num_cont[s], &v.den_cont[s], &v.num_bg[s], &v.den_bg[s],
+                        &v.events[s], &v.map_rate[s]})
+        *x = read_finite(r, true);
+      for (double* x : {&v.a[s], &v.b[s], &v.c[s]}) {
+        *x = read_finite(r, true);
+        if (!(*x > 0.0)) r.fail("forecast scale out of range");
+      }
+      v.kernel_mean[s] = read_finite(r);
+      v.kernel_var[s] = read_finite(r, true);
+      if (std::fabs(v.kernel_mean[s]) > kOffsetHalf || v.kernel_var[s] > double{kOffsetHalf} * kOffsetHalf)
+        r.fail("continuation kernel moments out of range");
+      v.lagged[s] = r.f64s(kMaxLagBins);
+      for (double x : v.lagged[s])
+        if (!(std::isfinite(x) && x >= 0.0)) r.fail("lagged map out of range");
+      v.lagged_k0[s] = r.i64();
+      if (v.lagged_k0[s] < 0 || v.lagged_k0[s] > kMaxBinIndex) r.fail("lagged map window out of range");
+      v.unexplained[s] = r.u64();
+      v.shift[s] = r.i32();
+      if (v.shift[s] < -kShiftHalf || v.shift[s] > kShiftHalf) r.fail("map shift out of range");
+      read_fixed(r, v.shift_score[s], 2 * kShiftHalf + 1, false);
+      read_fixed(r, v.offsets[s], 2 * kOffsetHalf + 1, true);
+      read_fixed(r, v.kernel[s], 2 * kOffsetHalf + 1, true);
+    }
+  *this = std::move(f);
+}
+
 void Engine::save_learner_sections(Writer& w) const {
   {
     auto s = w.section(kCasc, 1, 0, false);  // cascade: config, then learned state
     write_cascade_config(w, cfg_.cascade);
     cascade_.save(w);
+  }
+  {
+    auto s = w.section(kFcst, 1, 0, false);  // horizon forecast: config, then state
+    write_forecast_config(w, cfg_.forecast);
+    fc_.save(w);
   }
 }
 
@@ -813,6 +999,20 @@ bool Engine::load_learner_section(const SectionHeader& h, Reader& body, bool con
       body.fail(std::string("invalid cascade config: ") + e.what());
     }
     if (!config_only) cascade_.load(body);
+    return true;
+  }
+  if (h.tag == kFcst) {
+    serial::check_version(h, 1);
+    const ForecastConfig c = read_forecast_config(body);
+    Forecaster f;
+    try {
+      f = Forecaster(c, venues_.size());
+    } catch (const std::invalid_argument& e) {
+      body.fail(std::string("invalid forecast config: ") + e.what());
+    }
+    if (!config_only) f.load(body, cfg_.step);
+    fc_ = std::move(f);  // config and state together, once both read
+    cfg_.forecast = c;
     return true;
   }
   return false;
