@@ -228,7 +228,8 @@ void check_version(const SectionHeader& h, std::uint16_t supported_major) {
 //   VENU (required)  one per venue: VenueStats
 //   BOOK (required)  one per venue and side: ratios, mix, totals, D over [lo, hi], map;
 //                    1.1 appends the entry window and the per-tier maps M_t (book.hpp)
-//   ...              learner sections (Engine::save_learner_sections), optional or required
+//   ...              learner sections (Engine::save_learner_sections), optional or required:
+//                    CASC (cascade), FCST (horizon forecast)
 namespace heatcore {
 
 using serial::Reader;
