@@ -10,6 +10,7 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 
 void register_mechanics(py::module_& m);
+void register_learner(py::module_& m);
 void register_engine(py::module_& m);
 void register_persist(py::module_& m);
 void register_forecast(py::module_& m);

@@ -40,12 +40,13 @@ void register_engine(py::module_& m) {
 
   py::class_<hc::VenueConfig>(m, "VenueConfig")
       .def(py::init([](std::string name, int registry_id, hc::Mechanics mech, std::vector<double> prior_long,
-                       std::vector<double> prior_short) {
+                       std::vector<double> prior_short, double cross_share, double cross_distance) {
              if (registry_id < 0 || registry_id > 65535) throw py::value_error("registry_id out of range");
              return hc::VenueConfig{std::move(name), static_cast<std::uint16_t>(registry_id), std::move(mech),
-                                    std::move(prior_long), std::move(prior_short)};
+                                    std::move(prior_long), std::move(prior_short), cross_share, cross_distance};
            }),
-           "name"_a, "registry_id"_a, "mechanics"_a, "prior_long"_a, "prior_short"_a)
+           "name"_a, "registry_id"_a, "mechanics"_a, "prior_long"_a, "prior_short"_a, "cross_share"_a = 0.0,
+           "cross_distance"_a = 1.0)
       .def_readonly("name", &hc::VenueConfig::name)
       .def_readonly("registry_id", &hc::VenueConfig::registry_id)
       .def_readonly("mechanics", &hc::VenueConfig::mechanics);
@@ -53,7 +54,7 @@ void register_engine(py::module_& m) {
   py::class_<hc::Engine>(m, "Engine")
       .def(py::init([](double step, std::vector<double> tiers, std::vector<hc::VenueConfig> venues, bool learn,
                        double seed_spread, std::int64_t ts_tolerance_ms, double max_price_ratio,
-                       std::int64_t max_bins) {
+                       std::int64_t max_bins, const hc::LearnerConfig& learner) {
              hc::EngineConfig c;
              c.step = step;
              c.tiers = std::move(tiers);
@@ -63,10 +64,12 @@ void register_engine(py::module_& m) {
              c.ts_tolerance_ms = ts_tolerance_ms;
              c.max_price_ratio = max_price_ratio;
              c.max_bins = max_bins;
+             c.learner = learner;
              return hc::Engine(std::move(c));
            }),
            "step"_a, "tiers"_a, "venues"_a, "learn"_a = true, "seed_spread"_a = 0.05,
-           "ts_tolerance_ms"_a = 5000, "max_price_ratio"_a = 10.0, "max_bins"_a = 4'000'000)
+           "ts_tolerance_ms"_a = 5000, "max_price_ratio"_a = 10.0, "max_bins"_a = 4'000'000,
+           "learner"_a = hc::LearnerConfig{})
       .def("update_price",
            [](hc::Engine& e, int slot, std::int64_t ts, double price) {
              return static_cast<int>(e.update_price(checked_slot(e, slot), ts, price));

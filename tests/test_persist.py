@@ -48,6 +48,11 @@ def _observables(eng: hc.Engine) -> dict:
             out[f"stats/{v}"] = eng.diagnostics(v)
             for side in ("long", "short"):
                 out[f"mix/{v}/{side}"] = eng.leverage_mix(v, side)[1]
+                for which in ("open_interest", "map"):
+                    out[f"mix/{v}/{side}/{which}"] = eng.leverage_mix(v, side, which=which)[1]
+            for side, d in eng.learner_diagnostics(v).items():
+                for k, x in d.items():
+                    out[f"learner/{v}/{side}/{k}"] = x if isinstance(x, (int, float, bool)) else np.asarray(x)
                 out[f"tiers/{v}/{side}"] = eng.exposure_by_tier(v, side)
                 out[f"ratios/{v}/{side}"] = eng.liquidation_ratios(v, side)
     return out
@@ -451,4 +456,143 @@ def test_corrupt_forecast_section_is_refused(stream: np.ndarray) -> None:
             continue
         e.forecast(3600)
         e.ingest(stream[20_000:20_200])
+    assert refused > 0
+
+
+# -- the Leverage Learner (LLRN) -------------------------------------------------------
+
+_SMALL_RINGS = {"buffer_events": 48, "crossing_records": 12, "refresh_events": 8}
+
+
+def _learner_view(eng: hc.Engine) -> dict:
+    out: dict = {}
+    for v in eng.venues:
+        for side in ("long", "short"):
+            for which in ("openings", "open_interest", "map", "prior"):
+                out[f"{v}/{side}/{which}"] = eng.leverage_mix(v, side, which=which)[1]
+        for side, d in eng.learner_diagnostics(v).items():
+            out.update({f"{v}/{side}/{k}": np.asarray(x) for k, x in d.items()})
+    return out
+
+
+def _same_learners(a: hc.Engine, b: hc.Engine) -> bool:
+    la, lb = _learner_view(a), _learner_view(b)
+    assert la.keys() == lb.keys()
+    return all(np.array_equal(la[k], lb[k]) for k in la)
+
+
+@pytest.mark.parametrize("learn", [True, False], ids=["learn", "static"])
+@pytest.mark.parametrize("opts", [None, _SMALL_RINGS], ids=["default", "small_rings"])
+def test_leverage_learner_round_trip_on_the_simulator(tmp_path: Path, sim_run, learn: bool, opts) -> None:
+    """save -> load -> continue gives bit-identical leverage mixes, learner
+    diagnostics, maps and forecasts to a run that never stopped; the learner's
+    settings and the venues' cross-margin priors come back with it."""
+    ev = sim_run.events
+    cut = len(ev) // 2
+
+    def make() -> hc.Engine:
+        return hc.Engine(sim_run.symbol, step=sim_run.step, venues=sim_run.venues, learn=learn, learner=opts)
+
+    straight = make()
+    straight.ingest(ev)
+    first = make()
+    first.ingest(ev[:cut])
+    diags = [d for v in first.venues for d in first.learner_diagnostics(v).values()]
+    assert sum(d["loglik_n"] for d in diags) > 0  # the skill score is state, learning or not
+    if learn:  # the EM has run and moved a mix off the prior; with small rings they have wrapped
+        assert sum(d["refreshes"] for d in diags) > 0
+        assert any(not np.array_equal(first.leverage_mix(v, s)[1], first.leverage_mix(v, s, which="prior")[1])
+                   for v in first.venues for s in ("long", "short"))
+        if opts:
+            assert max(d["n_events"] for d in diags) > opts["buffer_events"]
+    first.save(tmp_path / "l.hcsnap")
+    data = (tmp_path / "l.hcsnap").read_bytes()
+    resumed = hc.Engine.load(tmp_path / "l.hcsnap")
+    resumed.ingest(ev[cut:])
+    assert _same_learners(resumed, straight)
+    assert _same_forecasts(resumed, straight)
+    _assert_same(resumed, straight)  # maps, mixes, every observable, the state bytes
+
+    if learn:  # the comparison can fail: without LLRN the learner restarts from its prior
+        stripped = hc.Engine._from_snapshot(_with_core(data, lambda s: [x for x in s if x[0] != b"LLRN"]))
+        stripped.ingest(ev[cut:])
+        assert not _same_learners(stripped, straight)
+
+
+def _learner_bytes(tiers: int, k: int, b: int) -> int:
+    """Length of one learner's LLRN record (LeverageLearner::save) for T tiers, K
+    crossing records and B buffered events."""
+    arrays = 10 * tiers + 2 * tiers + tiers + 2 * k + k * tiers + b + b * tiers + 10 * tiers
+    return 16 + 27 * 8 + 8 * arrays + 2 * 8 + 8 * (k + b) + 9 * 8 + 4 * 8 + 2 + 7 * 8 + 7 * 8 + 5 * 8
+
+
+def test_corrupt_learner_section_is_refused(sim_run) -> None:
+    """Bad LLRN bytes give SnapshotError (never a crash), however they are bad."""
+    eng = hc.Engine(sim_run.symbol, step=sim_run.step, venues=sim_run.venues, learner=_SMALL_RINGS)
+    half = len(sim_run.events) // 2
+    eng.ingest(sim_run.events[:half])
+    data = eng.__getstate__()
+
+    def patch(snapshot: bytes, fn) -> bytes:
+        return _with_core(snapshot, lambda s: [(t, a, b, f, fn(p) if t == b"LLRN" else p) for t, a, b, f, p in s])
+
+    def put(snapshot: bytes, off: int, value: bytes) -> bytes:
+        return patch(snapshot, lambda p: p[:off] + value + p[off + len(value):])
+
+    llrn = next(p for t, *_, p in _core_sections(_split(data)[1][1][4]) if t == b"LLRN")
+    for n in range(0, len(llrn), max(1, len(llrn) // 97)):  # truncated anywhere
+        with pytest.raises(hc.SnapshotError, match="LLRN"):
+            hc.Engine._from_snapshot(patch(data, lambda p, n=n: p[:n]))
+    cfg = 12 * 8 + 8 + 8 + 4 + 8 + 8        # LearnerConfig
+    first = cfg + 8 + 16 * len(eng.venues)  # the first learner: tau, cross, then its arrays
+    for off, value, why in [
+        (0, struct.pack("<d", -1.0), "half_life_hours"),
+        (12 * 8, struct.pack("<Q", 0), "buffer sizes"),
+        (6 * 8, struct.pack("<d", 1e300), "crossing window"),          # crossing_window_s (int64 ms)
+        (cfg, struct.pack("<Q", 2), "venue count"),
+        (cfg + 8, struct.pack("<d", 1.5), "cross-margin"),             # the first venue's cross_share
+        (cfg + 16, struct.pack("<d", 0.5), "cross-margin"),            # ... and its cross_distance
+        (first, struct.pack("<d", 0.0), "constants"),                  # tau
+        (first + 16, struct.pack("<Q", 7), "size does not match"),     # the prior's length
+        (first + 24, struct.pack("<d", float("nan")), "non-finite"),
+    ]:
+        with pytest.raises(hc.SnapshotError, match=why):
+            hc.Engine._from_snapshot(put(data, off, value))
+    # A timestamp the learner would subtract with overflow: x_ts[0] of the first learner.
+    tiers = len(eng.leverage_mix(eng.venues[0], "long")[0])
+    k, b = _SMALL_RINGS["crossing_records"], _SMALL_RINGS["buffer_events"]
+    x_ts = first + 16 + 8 * (27 + 10 * tiers + 3 * tiers + 2 * k + k * tiers + b + b * tiers + 10 * tiers) + 8
+    assert struct.unpack_from("<q", llrn, x_ts - 8)[0] == k
+    with pytest.raises(hc.SnapshotError, match="timestamp"):
+        hc.Engine._from_snapshot(put(data, x_ts, struct.pack("<q", -2**63)))
+
+    # An empty openings row comes back empty, whatever (lo > hi) range the bytes
+    # give it: otherwise the next opening would stretch it over bins off the grid.
+    early = hc.Engine(sim_run.symbol, step=sim_run.step, venues=sim_run.venues, learner=_SMALL_RINGS)
+    early.ingest(sim_run.events[:1])  # a price: every openings row is still empty
+    snap = early.__getstate__()
+    ll = next(p for t, *_, p in _core_sections(_split(snap)[1][1][4]) if t == b"LLRN")
+    books = first + 2 * len(early.venues) * _learner_bytes(tiers, k, b)
+    olo = books + 16 + 2 * (8 + 8 * 2 * tiers) + 8    # first book: dist, map sum, otot, ocons, olo
+    lo, hi = struct.unpack_from("<q", ll, olo)[0], struct.unpack_from("<q", ll, olo + 8 + 16 * tiers)[0]
+    assert lo > hi  # the fresh book's sentinels
+    bad = put(snap, olo, struct.pack("<q", 0))
+    bad = put(bad, olo + 8 + 16 * tiers, struct.pack("<q", -1))
+    loaded = hc.Engine._from_snapshot(bad)
+    assert loaded._core.state_bytes() == early._core.state_bytes()
+    loaded.ingest(sim_run.events[1:4000])
+
+    # Random bit flips load (a plausible state) or are refused, never crash.
+    rng = np.random.default_rng(9)
+    refused = 0
+    for pos in rng.integers(0, len(llrn), 300):
+        flipped = bytearray(llrn)
+        flipped[pos] ^= 1 << int(rng.integers(0, 8))
+        try:
+            e = hc.Engine._from_snapshot(patch(data, lambda p, f=bytes(flipped): f))
+        except hc.SnapshotError:
+            refused += 1
+            continue
+        e.ingest(sim_run.events[half:half + 300])
+        e.leverage_mix(e.venues[0], "long")
     assert refused > 0

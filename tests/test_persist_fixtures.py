@@ -32,6 +32,11 @@ def test_fixture_loads_and_equals_a_replay_of_its_events(name: str) -> None:
     # Replay the recorded events through a fresh engine with the snapshot's own
     # configuration (venues, mechanics, priors, limits): the state must match.
     fresh = _core.Engine.from_state(eng._core.state_bytes(), config_only=True)
+    # Fixtures older than the Leverage Learner hold unlearned (prior) mixes: the
+    # replay that must reproduce them is the one without the learner.
+    if head["format"] <= (1, 0):
+        for slot in range(len(eng.venues)):
+            fresh.set_learning(slot, False)
     fresh.ingest(events)
     assert fresh.rejected() == eng._core.rejected()
     assert fresh.grid == eng._core.grid
@@ -46,6 +51,10 @@ def test_fixture_loads_and_equals_a_replay_of_its_events(name: str) -> None:
             sa, sb = fresh.venue_stats(slot), eng._core.venue_stats(slot)
             assert sa.keys() == sb.keys()
             for k in sa:
+                # "unexplained" was redefined by the Leverage Learner (its kernel window);
+                # the old fixture counted with the earlier, wider window.
+                if head["format"] <= (1, 0) and k.startswith("unexplained"):
+                    continue
                 assert sa[k] == pytest.approx(sb[k], rel=1e-12), k
 
     # Known by construction from the events file: what was refused and why.

@@ -50,6 +50,8 @@ def outputs_finite(eng: hc.Engine) -> None:
             assert np.isfinite(eng.exposure_by_tier(v, side)).all()
             assert np.isfinite(eng.liquidation_ratios(v, side)).all()
         for k, x in eng.diagnostics(v).items():
+            if x is None or isinstance(x, (tuple, list, str)):  # e.g. untested bands, no score yet
+                continue
             assert np.isfinite(float(x)), k
 
 

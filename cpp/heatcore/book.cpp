@@ -28,6 +28,11 @@ SideBook::SideBook(Side side, std::vector<double> ratios, std::vector<double> we
   mlen_.assign(t, 0);
   rmin_ = *std::min_element(ratio_.begin(), ratio_.end());
   rmax_ = *std::max_element(ratio_.begin(), ratio_.end());
+  otot_.assign(2 * t, 0.0);
+  oconsumed_usd_.assign(2 * t, 0.0);
+  olo_.assign(2 * t, kEmptyLo);
+  ohi_.assign(2 * t, kEmptyHi);
+  set_cross_distance(1.0);
 }
 
 void SideBook::regrid(const PriceGrid& old_grid, const PriceGrid& new_grid) {
@@ -38,6 +43,14 @@ void SideBook::regrid(const PriceGrid& old_grid, const PriceGrid& new_grid) {
   std::vector<double> h(nn, 0.0);
   if (on > 0) std::copy_n(map_.begin(), on, h.begin() + static_cast<std::ptrdiff_t>(shift));
   map_.swap(h);
+  // The Leverage Learner's openings book is laid on the level grid.
+  const std::size_t rows = oratio_.size();
+  std::vector<double> o(rows * nn, 0.0);
+  if (on > 0 && !o_.empty())
+    for (std::size_t t = 0; t < rows; ++t)
+      std::copy_n(o_.begin() + static_cast<std::ptrdiff_t>(t * on), on,
+                  o.begin() + static_cast<std::ptrdiff_t>(t * nn + shift));
+  o_.swap(o);
 }
 
 void SideBook::layout_tier_maps(bool keep) {
@@ -122,12 +135,14 @@ void SideBook::deposit(const PriceGrid& g, std::size_t t, std::int64_t e, double
   const auto i = static_cast<std::size_t>(k - g.k0);
   // Coverage is the engine's job; the guard keeps a bad caller from writing out of range.
   if (k < g.k0 || k + 1 >= g.k0 + g.n) return;
+  const double before = map_[i] + map_[i + 1];
   map_[i] += usd * (1.0 - frac);
   map_[i + 1] += usd * frac;
   if (sign < 0) {
     if (map_[i] < 0) map_[i] = 0;
     if (map_[i + 1] < 0) map_[i + 1] = 0;
   }
+  map_sum_ += map_[i] + map_[i + 1] - before;
 }
 
 void SideBook::add(const PriceGrid& g, std::size_t t, std::int64_t e, double qty) {
@@ -159,7 +174,13 @@ void SideBook::scale_tier(const PriceGrid& g, std::size_t t, double factor) {
     const double* ms = m + (ha - mk0_[t]);
     double* h = map_.data() + (ha - g.k0);
     const auto hn = static_cast<std::size_t>(hb - ha + 1);
-    for (std::size_t i = 0; i < hn; ++i) h[i] = std::max(h[i] - cut * ms[i], 0.0);
+    double removed = 0.0;
+    for (std::size_t i = 0; i < hn; ++i) {
+      const double next = std::max(h[i] - cut * ms[i], 0.0);
+      removed += h[i] - next;
+      h[i] = next;
+    }
+    map_sum_ -= removed;
   }
   double* ms = m + (a - mk0_[t]);
   const auto mn = static_cast<std::size_t>(b - a + 1);
@@ -218,6 +239,39 @@ double SideBook::consume(const PriceGrid& g, double price) {
       tot_[t] = 0.0;  // drop rounding residue once the tier is empty
     }
   }
+  // The openings book is crossed under the same rule (its own entry range).
+  const auto n = static_cast<std::size_t>(g.n);
+  for (std::size_t t = 0; t < oratio_.size(); ++t) {
+    if (olo_[t] > ohi_[t]) continue;
+    double* orow = o_.data() + t * n;
+    const double r = oratio_[t];
+    std::int64_t first, last;
+    if (side_ == Side::long_) {
+      const double kc_f = std::ceil(u / r);
+      if (kc_f > static_cast<double>(ohi_[t])) continue;
+      first = std::max(static_cast<std::int64_t>(kc_f), olo_[t]);
+      last = ohi_[t];
+      ohi_[t] = first - 1;
+    } else {
+      const double kc_f = std::floor(u / r);
+      if (kc_f < static_cast<double>(olo_[t])) continue;
+      first = olo_[t];
+      last = std::min(static_cast<std::int64_t>(kc_f), ohi_[t]);
+      olo_[t] = last + 1;
+    }
+    for (std::int64_t e = first; e <= last; ++e) {
+      double& q = orow[e - g.k0];
+      if (q == 0.0) continue;
+      oconsumed_usd_[t] += q * static_cast<double>(e) * r * g.step;
+      otot_[t] -= q;
+      q = 0.0;
+    }
+    if (olo_[t] > ohi_[t]) {
+      olo_[t] = kEmptyLo;
+      ohi_[t] = kEmptyHi;
+      otot_[t] = 0.0;
+    }
+  }
   expected_usd_ += expected;
   return expected;
 }
@@ -259,6 +313,7 @@ void SideBook::map_from_tier_maps(const PriceGrid& g) {
     const auto len = static_cast<std::size_t>(b - a);
     for (std::size_t i = 0; i < len; ++i) h[i] += wt * m[i];
   }
+  map_sum_ = std::accumulate(map_.begin(), map_.end(), 0.0);
 }
 
 void SideBook::rebuild_map(const PriceGrid& g) {
@@ -276,6 +331,7 @@ void SideBook::set_ratios(const PriceGrid& g, const std::vector<double>& ratios)
   ratio_ = ratios;
   rmin_ = *std::min_element(ratio_.begin(), ratio_.end());
   rmax_ = *std::max_element(ratio_.begin(), ratio_.end());
+  set_cross_distance(cross_distance_);
   layout_tier_maps(false);
   rebuild_map(g);
 }
@@ -302,9 +358,59 @@ double SideBook::exposure_total() const noexcept {
 
 std::size_t SideBook::memory_bytes() const noexcept {
   return sizeof(double) * (d_.capacity() + tmap_.capacity() + map_.capacity() + ratio_.capacity() +
-                           w_.capacity() + tot_.capacity() + consumed_.capacity()) +
+                           w_.capacity() + tot_.capacity() + consumed_.capacity() + o_.capacity() +
+                           oratio_.capacity() + otot_.capacity() + oconsumed_usd_.capacity()) +
          sizeof(std::int64_t) * (lo_.capacity() + hi_.capacity() + mk0_.capacity()) +
          sizeof(std::size_t) * (moff_.capacity() + mlen_.capacity());
+}
+
+void SideBook::set_cross_distance(double distance) {
+  cross_distance_ = distance;
+  const std::size_t t_count = tiers();
+  oratio_.resize(2 * t_count);
+  for (std::size_t t = 0; t < t_count; ++t) {
+    oratio_[t] = ratio_[t];
+    // The distance from entry to the level, stretched; a long cannot die below 1 % of entry.
+    const double d = (ratio_[t] - 1.0) * distance;
+    oratio_[t_count + t] = std::max(0.01, 1.0 + d);
+  }
+}
+
+void SideBook::add_openings(const PriceGrid& g, std::int64_t e, double qty) {
+  const auto n = static_cast<std::size_t>(g.n);
+  for (std::size_t t = 0; t < oratio_.size(); ++t) {
+    o_[t * n + static_cast<std::size_t>(e - g.k0)] += qty;
+    otot_[t] += qty;
+    olo_[t] = std::min(olo_[t], e);
+    ohi_[t] = std::max(ohi_[t], e);
+  }
+}
+
+void SideBook::age_openings(const PriceGrid& g, const double* factor_per_tier) {
+  const auto n = static_cast<std::size_t>(g.n);
+  for (std::size_t t = 0; t < oratio_.size(); ++t) {
+    if (olo_[t] > ohi_[t]) continue;
+    double* row = o_.data() + t * n;
+    const double factor = factor_per_tier[t % tiers()];
+    for (std::int64_t e = olo_[t]; e <= ohi_[t]; ++e) row[e - g.k0] *= factor;
+    otot_[t] *= factor;
+  }
+}
+
+void SideBook::openings_near(const PriceGrid& g, double x_lo, double x_hi, const double* scale,
+                             double* out) const {
+  const auto n = static_cast<std::size_t>(g.n);
+  for (std::size_t t = 0; t < oratio_.size(); ++t) {
+    out[t] = 0.0;
+    if (olo_[t] > ohi_[t]) continue;
+    const double r = oratio_[t] / scale[t % tiers()];
+    const auto e_lo = std::max(static_cast<std::int64_t>(std::ceil(x_lo / r)), olo_[t]);
+    const auto e_hi = std::min(static_cast<std::int64_t>(std::floor(x_hi / r)), ohi_[t]);
+    const double* row = o_.data() + t * n;
+    double s = 0.0;
+    for (std::int64_t e = e_lo; e <= e_hi; ++e) s += row[e - g.k0];
+    out[t] = s;
+  }
 }
 
 }  // namespace heatcore

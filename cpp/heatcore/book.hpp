@@ -82,6 +82,30 @@ class SideBook {
   const std::vector<double>& ratios() const noexcept { return ratio_; }
   const std::vector<double>& tier_totals() const noexcept { return tot_; }
   const std::vector<double>& tier_consumed() const noexcept { return consumed_; }
+
+  // --- Leverage Learner support (learner branch) -----------------------------
+  // The openings book O[tier][entry bin]: unit-rate openings (the learner adds a
+  // fixed USD per hour at the current price to every tier), removed by crossing
+  // under each tier's ratio exactly like D and aged by a closing hazard. Unlike
+  // D it is not reconciled to OI, so it says where a tier's *recent openings*
+  // sit; the learner fits the openings mix and the opening rate to it.
+  // Rows 0..T-1 hold isolated positions (level = entry * ratio[t]); rows
+  // T..2T-1 cross-margined ones, which die `cross_distance` times farther from
+  // entry (a documented per-venue prior, see venues.json).
+  void set_cross_distance(double distance);
+  void add_openings(const PriceGrid& g, std::int64_t e, double qty);
+  // Ages tier t (both rows) by factor[t] (closings at a tier's own hazard).
+  void age_openings(const PriceGrid& g, const double* factor);
+  // Per tier, the openings book's quantity with levels in [x_lo, x_hi] * scale[t]
+  // (bin units; `scale` maps a reported price to the tier's trigger level).
+  void openings_near(const PriceGrid& g, double x_lo, double x_hi, const double* scale, double* out) const;
+  const std::vector<double>& openings_totals() const noexcept { return otot_; }
+  const std::vector<double>& openings_consumed_usd() const noexcept { return oconsumed_usd_; }
+  double map_sum() const noexcept { return map_sum_; }   // sum of map(), USD
+  // The openings book's exact state (persist, section LLRN; defined in serialize.cpp).
+  void save_openings(serial::Writer& w, const PriceGrid& g) const;
+  void load_openings(serial::Reader& r, const PriceGrid& g);
+  double cross_distance() const noexcept { return cross_distance_; }
   double exposure_total() const noexcept;   // sum_t w[t] tot[t], base units
   double expected_usd() const noexcept { return expected_usd_; }
   double tier_mass(const PriceGrid& /*g*/, std::size_t t, std::int64_t e) const noexcept {
@@ -134,6 +158,13 @@ class SideBook {
   std::vector<std::int64_t> lo_, hi_;  // per tier, absolute entry bins that may hold mass
   std::vector<double> map_;        // n, USD at the liquidation level, mix-weighted
   double expected_usd_ = 0.0;
+  std::vector<double> o_;              // 2 tiers x n, openings book (base units per unit rate)
+  std::vector<double> oratio_;         // 2 tiers: isolated, then cross-margined level / entry
+  double cross_distance_ = 1.0;
+  std::vector<double> otot_;           // per tier
+  std::vector<double> oconsumed_usd_;  // per tier, cumulative USD crossed (at the level)
+  std::vector<std::int64_t> olo_, ohi_;
+  double map_sum_ = 0.0;
   double rmin_ = 1.0, rmax_ = 1.0;
 };
 

@@ -62,6 +62,19 @@ Engine::Engine(EngineConfig config) : cfg_(std::move(config)) {
   scratch_.assign(tiers, 0.0);
   recent_.assign(kRecentEvents, 0);  // persist: duplicate filter
   fc_ = Forecaster(cfg_.forecast, venues_.size());  // [forecast]
+  cfg_.learner.validate();
+  learners_.reserve(venues_.size() * 2);
+  for (auto& v : venues_) {
+    if (!(std::isfinite(v.config.cross_share) && v.config.cross_share >= 0.0 && v.config.cross_share <= 1.0))
+      throw std::invalid_argument("cross_share must be in [0, 1]");
+    if (!(std::isfinite(v.config.cross_distance) && v.config.cross_distance >= 1.0))
+      throw std::invalid_argument("cross_distance must be >= 1");
+    for (auto& b : v.book) b.set_cross_distance(v.config.cross_distance);
+    learners_.emplace_back(cfg_.learner, v.config.prior_long, cfg_.tiers, v.config.cross_share);
+    learners_.emplace_back(cfg_.learner, v.config.prior_short, cfg_.tiers, v.config.cross_share);
+  }
+  scratch_openings_.assign(2 * tiers, 0.0);
+  scratch_scale_.assign(tiers, 1.0);
   cascade_ = CascadeModel(cfg_.cascade, venues_.size());  // cascade
 }
 
@@ -151,7 +164,9 @@ bool Engine::cover_entries(const VenueState& v, double entry_lo, double entry_hi
 }
 
 Reject Engine::apply_price(VenueState& v, double price) {
+  const double p0 = v.stats.last_price;
   for (auto& b : v.book) b.consume(grid_, price);
+  learner_on_cross(v, p0, price);
   auto& s = v.stats;
   s.last_price = price;
   s.min_price = s.min_price > 0.0 ? std::min(s.min_price, price) : price;
@@ -254,6 +269,7 @@ Reject Engine::update_open_interest(std::size_t slot, std::int64_t ts, double oi
   touch_time(ts);
   if (first) seed_book(v, price, oi_base);
   else reconcile(v, price, oi_base);
+  learner_on_open_interest(slot, ts, price, oi_usd);
   v.stats.oi_base = oi_base;
   ++v.stats.oi_updates;
   v.stats.last_ts = ts;
@@ -287,27 +303,102 @@ Reject Engine::on_liquidation(std::size_t slot, std::int64_t ts, Side side, doub
   return Reject::ok;
 }
 
+// ---- Leverage Learner hooks (learner branch) ----------------------------------
+
+void Engine::learner_on_cross(VenueState& v, double p0, double p1) {
+  const auto slot = static_cast<std::size_t>(&v - venues_.data());
+  if (!learn_[slot]) return;
+  const double lo = p0 > 0.0 ? std::min(p0, p1) : p1, hi = p0 > 0.0 ? std::max(p0, p1) : p1;
+  for (int si = 0; si < 2; ++si) {
+    const SideBook& b = v.book[si];
+    learners_[slot * 2 + static_cast<std::size_t>(si)].on_cross(
+        last_ts_, lo, hi, b.openings_consumed_usd().data(), b.tier_consumed().data(), b.tier_totals().data());
+  }
+}
+
+void Engine::learner_on_open_interest(std::size_t slot, std::int64_t ts, double price, double oi_usd) {
+  // The learner's openings book: age it by the closing hazard, then add the
+  // unit-rate openings since the last reading at this reading's price.
+  if (!learn_[slot]) return;
+  for (int si = 0; si < 2; ++si) {
+    SideBook& b = venues_[slot].book[si];
+    const auto o = learners_[slot * 2 + static_cast<std::size_t>(si)].on_open_interest(ts, price, oi_usd);
+    if (o.age != nullptr) b.age_openings(grid_, o.age);
+    if (o.qty > 0.0) b.add_openings(grid_, bin_of(price), o.qty);
+  }
+}
+
 void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, double notional_usd,
-                                    PriceKind /*price_kind*/, std::uint8_t /*flags*/, std::int64_t ts) {
+                                    PriceKind price_kind, std::uint8_t flags, std::int64_t ts) {
   VenueState& v = venues_[slot];
-  SideBook& book = v.book[side_index(side)];
-  // An event the map cannot explain (no exposure of any tier near it) is counted
-  // per venue and side, and is never forced onto a tier. "Near" is two bins or
-  // 1 % of price, whichever is wider: reported prices sit up to a maintenance
-  // margin away from the trigger (bankruptcy-price venues).
+  const int si = side_index(side);
+  SideBook& book = v.book[si];
+  LeverageLearner& learner = learners_[slot * 2 + static_cast<std::size_t>(si)];
+  const LearnerConfig& lc = cfg_.learner;
+  // Kernel window around the event in bin units: max(kernel_bins, kernel_frac * x).
+  // Bankruptcy and fill prices sit beyond the trigger by about the maintenance
+  // margin; the window reaches that much further toward the trigger side.
   const double x = price / grid_.step;
-  const double half = std::max(2.0, 0.01 * x);
-  book.tier_exposure_near(grid_, x - half, x + half, scratch_.data());
+  const double half = std::max(lc.kernel_bins, lc.kernel_frac * x);
+  double x_lo = x - half, x_hi = x + half;
+  if (price_kind == PriceKind::bankruptcy || price_kind == PriceKind::fill) {
+    if (side == Side::long_) x_hi += 0.005 * x;
+    else x_lo -= 0.005 * x;
+  }
+  book.tier_exposure_near(grid_, x_lo, x_hi, scratch_.data());
   double near = 0.0;
   for (std::size_t t = 0; t < book.tiers(); ++t) near += book.weights()[t] * scratch_[t];
-  if (!(near > 0.0)) ++v.stats.unexplained[side_index(side)];
+
+  // Skill score, learned or not: log of the probability of the event's bin under
+  // the side's normalized map (averaged over the kernel window), floored.
+  {
+    const double sum = book.map_sum();
+    double p = 0.0;
+    if (sum > 0.0 && grid_.n > 0) {
+      const auto k_lo = std::max<std::int64_t>(static_cast<std::int64_t>(std::floor(x - half)), grid_.k0);
+      const auto k_hi = std::min<std::int64_t>(static_cast<std::int64_t>(std::ceil(x + half)),
+                                               grid_.k0 + grid_.n - 1);
+      double m = 0.0;
+      for (std::int64_t k = k_lo; k <= k_hi; ++k) m += book.map()[static_cast<std::size_t>(k - grid_.k0)];
+      const double width = static_cast<double>(std::max<std::int64_t>(1, k_hi - k_lo + 1));
+      p = m / width / sum;
+    }
+    learner.add_loglik(std::log(std::max(p, lc.loglik_floor)));
+  }
+
   // Chains are tracked whether or not the venue learns; learn_ gates the statistics.
   cascade_on_liquidation(side, price, notional_usd, ts, learn_[slot] != 0);  // cascade
-  if (!learn_[slot]) return;
-  // Hook points for the learners (each arrives in its own module):
-  //  * Leverage Learner: responsibilities over tiers from scratch_ and the mix;
-  //  * Exchange Calibrator: residual of the event against the nearest cluster;
-  //  * Cascade Learner: chain tracking by side and time.
+
+  // An event the map cannot explain (no exposure of any tier near it, live or,
+  // when learning, crossed in the last crossing_window_s) is counted per venue
+  // and side, and is never forced onto a tier.
+  if (!learn_[slot]) {
+    if (!(near > 0.0)) ++v.stats.unexplained[si];
+    return;
+  }
+  // A venue that reports the bankruptcy price (or an order at it) reports, for
+  // tier t, bankruptcy_t / level_t times the trigger: the learner's window is
+  // mapped back per tier, so that it can stay narrow.
+  const bool at_bankruptcy = price_kind == PriceKind::bankruptcy || price_kind == PriceKind::order;
+  const auto& mech = v.config.mechanics;
+  for (std::size_t t = 0; t < book.tiers(); ++t)
+    scratch_scale_[t] = at_bankruptcy ? book.ratios()[t] / Mechanics::bankruptcy_ratio(side, cfg_.tiers[t], mech.inverse)
+                                      : 1.0;
+  const double l_lo = x - half, l_hi = x + half;
+  book.openings_near(grid_, l_lo, l_hi, scratch_scale_.data(), scratch_openings_.data());
+  const bool sampled = (flags & kFlagSampled) != 0;
+  const bool learned = learner.on_liquidation(ts, price, notional_usd, sampled, scratch_openings_.data(),
+                                              scratch_scale_.data(), grid_.step, l_lo, l_hi);
+  if (!learned && !(near > 0.0)) {
+    ++v.stats.unexplained[si];
+    learner.count_unexplained();
+  }
+  // Map weights change only at refreshes: set_weights is O(tiers * bins).
+  if (learner.refresh_due(ts)) {
+    learner.refresh(ts, book.openings_totals().data(), v.stats.last_price);
+    book.set_weights(grid_, learner.openings_mix());
+  }
+  // Other hook point: Exchange Calibrator (residual against the nearest cluster).
 }
 
 Reject Engine::apply(const Event& ev) {
@@ -347,7 +438,9 @@ IngestCounts Engine::ingest(const Event* events, std::size_t n) {
 void Engine::set_mix(std::size_t slot, Side side, const std::vector<double>& w) {
   VenueState& v = venues_.at(slot);
   if (side != Side::long_ && side != Side::short_) throw std::invalid_argument("side must be long or short");
-  v.book[side_index(side)].set_weights(grid_, normalized(w, tier_count(), "mix"));
+  const auto mix = normalized(w, tier_count(), "mix");
+  v.book[side_index(side)].set_weights(grid_, mix);
+  learners_[slot * 2 + static_cast<std::size_t>(side_index(side))].set_mix(mix);
 }
 
 // [forecast] begin

@@ -14,6 +14,7 @@
 
 #include "heatcore/book.hpp"
 #include "heatcore/forecast.hpp"  // [forecast]
+#include "heatcore/leverage_learner.hpp"
 #include "heatcore/cascade.hpp"
 #include "heatcore/mechanics.hpp"
 #include "heatcore/serialize.hpp"
@@ -27,6 +28,10 @@ struct VenueConfig {
   Mechanics mechanics;
   std::vector<double> prior_long;    // prior mix over the tier support (sums to 1)
   std::vector<double> prior_short;
+  // Documented cross-margin prior (venues.json): share of positions in cross
+  // margin and how much farther from entry they die. Used by the Leverage Learner.
+  double cross_share = 0.0;
+  double cross_distance = 1.0;
 };
 
 struct EngineConfig {
@@ -41,6 +46,7 @@ struct EngineConfig {
   double max_price_ratio = 10.0;       // a price this many times away from the last is absurd
   std::int64_t max_bins = 4'000'000;   // grid growth limit
   ForecastConfig forecast;             // [forecast] horizon forecast (forecast.hpp)
+  LearnerConfig learner;               // Leverage Learner (leverage_learner.hpp)
   CascadeConfig cascade;               // chain tracker, Cascade Learner and walk (cascade.hpp)
 };
 
@@ -90,6 +96,9 @@ class Engine {
   void set_mix(std::size_t slot, Side side, const std::vector<double>& w);
   void set_learning(std::size_t slot, bool enabled);
   bool learning(std::size_t slot) const { return learn_.at(slot) != 0; }
+  const LeverageLearner& learner(std::size_t slot, Side side) const {
+    return learners_.at(slot * 2 + static_cast<std::size_t>(side_index(side)));
+  }
 
   // Map of one venue into `long_out`/`short_out` (size grid().n), or the sum over
   // venues when slot < 0.
@@ -172,6 +181,12 @@ class Engine {
   std::vector<std::uint8_t> learn_;
   std::array<std::uint64_t, kRejectReasons> rejected_{};
   std::vector<double> scratch_;   // per-tier workspace, sized once
+  // --- Leverage Learner (learner branch) ---
+  std::vector<LeverageLearner> learners_;  // [slot * 2 + side_index]
+  std::vector<double> scratch_openings_;   // per-tier workspace, sized once
+  std::vector<double> scratch_scale_;      // per-tier workspace, sized once
+  void learner_on_cross(VenueState& v, double p0, double p1);
+  void learner_on_open_interest(std::size_t slot, std::int64_t ts, double price, double oi_usd);
   std::int64_t last_ts_ = std::numeric_limits<std::int64_t>::min();
   double ref_price_ = 0.0;
   // persist: direct-mapped table of recent event fingerprints (0 = empty slot);

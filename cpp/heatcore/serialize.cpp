@@ -1,6 +1,7 @@
 #include "heatcore/serialize.hpp"
 
 #include <algorithm>
+#include <numeric>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -229,7 +230,7 @@ void check_version(const SectionHeader& h, std::uint16_t supported_major) {
 //   BOOK (required)  one per venue and side: ratios, mix, totals, D over [lo, hi], map;
 //                    1.1 appends the entry window and the per-tier maps M_t (book.hpp)
 //   ...              learner sections (Engine::save_learner_sections), optional or required:
-//                    CASC (cascade), FCST (horizon forecast)
+//                    CASC (cascade), FCST (horizon forecast), LLRN (Leverage Learner)
 namespace heatcore {
 
 using serial::Reader;
@@ -441,6 +442,11 @@ void SideBook::load(Reader& r, const PriceGrid& g) {
   d_ = std::move(d);
   ek0_ = ek0;
   en_ = en;
+  // The Leverage Learner's openings book lives on the level grid; its contents
+  // are restored by the learner's own section (fresh and empty without one).
+  set_cross_distance(cross_distance_);
+  o_.assign(oratio_.size() * static_cast<std::size_t>(g.n), 0.0);
+  map_sum_ = std::accumulate(map_.begin(), map_.end(), 0.0);
   layout_tier_maps(false);
   if (!has_tier_maps) {
     // A 1.0 snapshot: derive M_t from D (keeping the stored totals and map).
@@ -797,6 +803,7 @@ void CascadeModel::load(Reader& r) {
   *this = std::move(m);
 }
 
+
 // ---- FCST: the horizon forecast (forecast.hpp) ----
 // ForecastConfig, then the Forecaster's state: engine-wide volatility, anchor
 // prices, the checkpoint ring and calibration histogram, the survival it
@@ -978,6 +985,190 @@ void Forecaster::load(Reader& r, double step) {
   *this = std::move(f);
 }
 
+// ---- Leverage Learner (LLRN): config, venue cross priors, every learner, openings books ----
+namespace {
+
+constexpr std::uint32_t kLlrn = serial::tag("LLRN");
+
+void write_learner_config(Writer& w, const LearnerConfig& c) {
+  for (double x : {c.half_life_hours, c.lifetime_hours, c.lifetime_exponent, c.refresh_hours, c.kernel_bins,
+                   c.kernel_frac, c.crossing_window_s, c.tier_smoothing, c.size_cap, c.prior_min, c.prior_max,
+                   c.loglik_floor})
+    w.f64(x);
+  w.u64(c.buffer_events);
+  w.u64(c.refresh_events);
+  w.i32(c.em_iterations);
+  w.u64(c.crossing_records);
+  w.i64(c.sample_window_ms);
+}
+
+LearnerConfig read_learner_config(Reader& r) {
+  LearnerConfig c;
+  for (double* x : {&c.half_life_hours, &c.lifetime_hours, &c.lifetime_exponent, &c.refresh_hours, &c.kernel_bins,
+                    &c.kernel_frac, &c.crossing_window_s, &c.tier_smoothing, &c.size_cap, &c.prior_min,
+                    &c.prior_max, &c.loglik_floor})
+    *x = r.f64();
+  const std::uint64_t buf = r.u64(), ref = r.u64();
+  c.em_iterations = r.i32();
+  const std::uint64_t rec = r.u64();
+  c.sample_window_ms = r.i64();
+  if (buf == 0 || buf > (1u << 20) || ref == 0 || ref > (1u << 30) || rec == 0 || rec > (1u << 20))
+    r.fail("learner buffer sizes out of range");
+  // The learner keeps the crossing window in int64 milliseconds.
+  if (!(std::fabs(c.crossing_window_s) <= 1e12)) r.fail("learner crossing window out of range");
+  c.buffer_events = static_cast<std::size_t>(buf);
+  c.refresh_events = static_cast<std::size_t>(ref);
+  c.crossing_records = static_cast<std::size_t>(rec);
+  return c;
+}
+
+// A vector whose size is fixed by the configuration: it must come back the same size.
+void read_same(Reader& r, std::vector<double>& v, const char* what) {
+  auto x = r.f64s(v.size());
+  if (x.size() != v.size()) r.fail(std::string("learner ") + what + " size does not match");
+  v = std::move(x);
+}
+void read_same(Reader& r, std::vector<std::int64_t>& v, const char* what) {
+  auto x = r.i64s(v.size());
+  if (x.size() != v.size()) r.fail(std::string("learner ") + what + " size does not match");
+  v = std::move(x);
+}
+
+// Timestamps (ms) within +-2^62: the learner subtracts them, which must not overflow.
+constexpr std::int64_t kMaxAbsTs = std::int64_t{1} << 62;
+bool ts_ok(std::int64_t t) noexcept { return t >= -kMaxAbsTs && t <= kMaxAbsTs; }
+
+}  // namespace
+
+void LeverageLearner::save(Writer& w) const {
+  w.f64(tau_ms_);
+  w.f64(cross_);
+  for (const auto* v : {&prior_, &u_, &mix_, &oi_mix_, &c_, &arch_, &pre_, &life_h_, &age_, &nbar_, &snap_c_,
+                        &snap_d_, &x_lo_, &x_hi_, &x_usd_, &b_q_, &b_e_, &e_, &a_, &n_, &c_units_, &a_units_,
+                        &sm_a_, &sm_c_, &bprior_, &wa_, &wc_})
+    w.f64s(*v);
+  w.i64s(x_ts_);
+  w.i64s(b_ts_);
+  for (double x : {s1_, s2_, sn_, oi_usd_, log_size_, kappa_, unit_, gbar_, loglik_sum_}) w.f64(x);
+  for (std::int64_t x : {acc_ts_, last_oi_ts_, nbar_ts_, last_refresh_ts_}) w.i64(x);
+  w.boolean(acc_started_);
+  w.boolean(oi_seen_);
+  for (std::uint64_t x : {static_cast<std::uint64_t>(x_head_), static_cast<std::uint64_t>(x_count_),
+                          static_cast<std::uint64_t>(b_head_), static_cast<std::uint64_t>(b_count_), size_n_,
+                          since_refresh_, loglik_n_})
+    w.u64(x);
+  const Diagnostics& d = diag_;
+  for (std::uint64_t x : {d.n_events, d.unexplained, d.preexisting, d.sampled, d.clipped, d.refreshes, d.loglik_n})
+    w.u64(x);
+  for (double x : {d.effective_events, d.prior_strength, d.mean_event_usd, d.opening_rate_usd_h, d.loglik_sum})
+    w.f64(x);
+}
+
+void LeverageLearner::load(Reader& r) {
+  LeverageLearner m = *this;  // fill a copy: *this stays unchanged if the bytes are bad
+  m.tau_ms_ = r.f64();
+  m.cross_ = r.f64();
+  const char* names[] = {"prior", "u", "mix", "oi_mix", "c", "arch", "pre", "life", "age", "nbar", "snap_c",
+                         "snap_d", "x_lo", "x_hi", "x_usd", "b_q", "b_e", "e", "a", "n", "c_units", "a_units",
+                         "sm_a", "sm_c", "bprior", "wa", "wc"};
+  std::vector<double>* vs[] = {&m.prior_, &m.u_, &m.mix_, &m.oi_mix_, &m.c_, &m.arch_, &m.pre_, &m.life_h_,
+                               &m.age_, &m.nbar_, &m.snap_c_, &m.snap_d_, &m.x_lo_, &m.x_hi_, &m.x_usd_, &m.b_q_,
+                               &m.b_e_, &m.e_, &m.a_, &m.n_, &m.c_units_, &m.a_units_, &m.sm_a_, &m.sm_c_,
+                               &m.bprior_, &m.wa_, &m.wc_};
+  for (std::size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); ++i) {
+    read_same(r, *vs[i], names[i]);
+    if (!finite_all(*vs[i])) r.fail(std::string("non-finite learner ") + names[i]);
+  }
+  read_same(r, m.x_ts_, "x_ts");
+  read_same(r, m.b_ts_, "b_ts");
+  for (const auto* v : {&m.x_ts_, &m.b_ts_})
+    for (std::int64_t t : *v)
+      if (!ts_ok(t)) r.fail("learner timestamp out of range");
+  if (!(m.tau_ms_ > 0.0) || !(m.cross_ >= 0.0 && m.cross_ <= 1.0)) r.fail("learner constants out of range");
+  for (double* x : {&m.s1_, &m.s2_, &m.sn_, &m.oi_usd_, &m.log_size_, &m.kappa_, &m.unit_, &m.gbar_,
+                    &m.loglik_sum_}) {
+    *x = r.f64();
+    if (!std::isfinite(*x)) r.fail("non-finite learner statistic");
+  }
+  for (std::int64_t* x : {&m.acc_ts_, &m.last_oi_ts_, &m.nbar_ts_, &m.last_refresh_ts_}) {
+    *x = r.i64();
+    if (!ts_ok(*x)) r.fail("learner timestamp out of range");
+  }
+  m.acc_started_ = r.boolean();
+  m.oi_seen_ = r.boolean();
+  const std::uint64_t xh = r.u64(), xc = r.u64(), bh = r.u64(), bc = r.u64();
+  if (xh >= m.x_ts_.size() || xc > m.x_ts_.size() || bh >= m.b_ts_.size() || bc > m.b_ts_.size())
+    r.fail("learner ring position out of range");
+  m.x_head_ = static_cast<std::size_t>(xh);
+  m.x_count_ = static_cast<std::size_t>(xc);
+  m.b_head_ = static_cast<std::size_t>(bh);
+  m.b_count_ = static_cast<std::size_t>(bc);
+  m.size_n_ = r.u64();
+  m.since_refresh_ = r.u64();
+  m.loglik_n_ = r.u64();
+  Diagnostics& d = m.diag_;
+  for (std::uint64_t* x : {&d.n_events, &d.unexplained, &d.preexisting, &d.sampled, &d.clipped, &d.refreshes,
+                           &d.loglik_n})
+    *x = r.u64();
+  for (double* x : {&d.effective_events, &d.prior_strength, &d.mean_event_usd, &d.opening_rate_usd_h,
+                    &d.loglik_sum}) {
+    *x = r.f64();
+    if (!std::isfinite(*x)) r.fail("non-finite learner diagnostic");
+  }
+  *this = std::move(m);
+}
+
+void SideBook::save_openings(Writer& w, const PriceGrid& g) const {
+  w.f64(cross_distance_);
+  w.f64(map_sum_);
+  w.f64s(otot_);
+  w.f64s(oconsumed_usd_);
+  w.i64s(olo_);
+  w.i64s(ohi_);
+  const auto n = static_cast<std::size_t>(g.n);
+  for (std::size_t t = 0; t < oratio_.size(); ++t) {
+    if (olo_[t] > ohi_[t]) continue;  // empty rows are not written
+    const double* row = o_.data() + t * n + static_cast<std::size_t>(olo_[t] - g.k0);
+    w.f64_span(row, static_cast<std::size_t>(ohi_[t] - olo_[t] + 1));
+  }
+}
+
+void SideBook::load_openings(Reader& r, const PriceGrid& g) {
+  const double dist = r.f64();
+  const double msum = r.f64();
+  if (!(std::isfinite(dist) && dist >= 1.0) || !std::isfinite(msum)) r.fail("openings book header out of range");
+  const std::size_t rows = 2 * tiers();
+  auto otot = r.f64s(rows), ocons = r.f64s(rows);
+  auto olo = r.i64s(rows), ohi = r.i64s(rows);
+  if (otot.size() != rows || ocons.size() != rows || olo.size() != rows || ohi.size() != rows)
+    r.fail("openings book row count does not match");
+  if (!finite_all(otot) || !finite_all(ocons)) r.fail("non-finite openings totals");
+  const auto n = static_cast<std::size_t>(g.n);
+  std::vector<double> o(rows * n, 0.0);
+  for (std::size_t t = 0; t < rows; ++t) {
+    if (olo[t] > ohi[t]) {
+      // Empty: the fresh book's sentinels (any other empty range would let the
+      // next opening stretch the row over bins outside the grid).
+      olo[t] = olo_[t];
+      ohi[t] = ohi_[t];
+      continue;
+    }
+    if (olo[t] < g.k0 || ohi[t] >= g.k0 + g.n) r.fail("openings row outside the grid");
+    double* row = o.data() + t * n + static_cast<std::size_t>(olo[t] - g.k0);
+    const auto len = static_cast<std::size_t>(ohi[t] - olo[t] + 1);
+    r.f64_span(row, len);
+    for (std::size_t i = 0; i < len; ++i)
+      if (!std::isfinite(row[i])) r.fail("non-finite openings value");
+  }
+  set_cross_distance(dist);
+  otot_ = std::move(otot);
+  oconsumed_usd_ = std::move(ocons);
+  olo_ = std::move(olo);
+  ohi_ = std::move(ohi);
+  o_ = std::move(o);
+  map_sum_ = msum;
+}
+
 void Engine::save_learner_sections(Writer& w) const {
   {
     auto s = w.section(kCasc, 1, 0, false);  // cascade: config, then learned state
@@ -988,6 +1179,18 @@ void Engine::save_learner_sections(Writer& w) const {
     auto s = w.section(kFcst, 1, 0, false);  // horizon forecast: config, then state
     write_forecast_config(w, cfg_.forecast);
     fc_.save(w);
+  }
+  {
+    auto s = w.section(kLlrn, 1, 0, false);  // Leverage Learner: config, cross priors, learners, openings
+    write_learner_config(w, cfg_.learner);
+    w.u64(venues_.size());
+    for (const auto& v : venues_) {
+      w.f64(v.config.cross_share);
+      w.f64(v.config.cross_distance);
+    }
+    for (const auto& l : learners_) l.save(w);
+    for (const auto& v : venues_)
+      for (const auto& b : v.book) b.save_openings(w, grid_);
   }
 }
 
@@ -1014,6 +1217,46 @@ bool Engine::load_learner_section(const SectionHeader& h, Reader& body, bool con
     if (!config_only) f.load(body, cfg_.step);
     fc_ = std::move(f);  // config and state together, once both read
     cfg_.forecast = c;
+    return true;
+  }
+  if (h.tag == kLlrn) {
+    serial::check_version(h, 1);
+    LearnerConfig lc = read_learner_config(body);
+    try {
+      lc.validate();
+    } catch (const std::invalid_argument& e) {
+      body.fail(std::string("invalid learner config: ") + e.what());
+    }
+    if (body.u64() != venues_.size()) body.fail("learner venue count does not match");
+    std::vector<double> share(venues_.size()), dist(venues_.size());
+    for (std::size_t i = 0; i < venues_.size(); ++i) {
+      share[i] = body.f64();
+      dist[i] = body.f64();
+      if (!(std::isfinite(share[i]) && share[i] >= 0.0 && share[i] <= 1.0 && std::isfinite(dist[i]) &&
+            dist[i] >= 1.0))
+        body.fail("cross-margin prior out of range");
+    }
+    // Rebuild the learners with the stored configuration, then fill their state.
+    std::vector<LeverageLearner> fresh;
+    fresh.reserve(learners_.size());
+    for (std::size_t i = 0; i < venues_.size(); ++i) {
+      const VenueConfig& vc = venues_[i].config;
+      fresh.emplace_back(lc, vc.prior_long, cfg_.tiers, share[i]);
+      fresh.emplace_back(lc, vc.prior_short, cfg_.tiers, share[i]);
+    }
+    if (!config_only) {
+      for (auto& l : fresh) l.load(body);
+      for (auto& v : venues_)
+        for (auto& b : v.book) b.load_openings(body, grid_);
+    }
+    cfg_.learner = lc;
+    for (std::size_t i = 0; i < venues_.size(); ++i) {
+      venues_[i].config.cross_share = cfg_.venues[i].cross_share = share[i];
+      venues_[i].config.cross_distance = cfg_.venues[i].cross_distance = dist[i];
+      if (config_only)
+        for (auto& b : venues_[i].book) b.set_cross_distance(dist[i]);
+    }
+    learners_ = std::move(fresh);
     return true;
   }
   return false;

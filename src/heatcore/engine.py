@@ -13,13 +13,57 @@ import numpy as np
 from . import _core
 from . import persist as _persist
 from .events import EVENT_DTYPE
-from .venues import DEFAULT_TIERS, PRICE_KINDS, VENUES, get_venue, prior_weights, venue_id
+from .venues import (
+    BANDS,
+    DEFAULT_TIERS,
+    PRICE_KINDS,
+    VENUES,
+    band_of,
+    get_venue,
+    prior_weights,
+    venue_id,
+)
 
 __all__ = ["CASCADE_DTYPE", "Engine", "Forecast", "HeatMap", "InputError"]
 
 _SIDE_CODE = {"long": 1, "short": -1}
 _PRICE_KIND_CODE = {k: i for i, k in enumerate(PRICE_KINDS)}
 
+#: Leverage Learner settings accepted by ``Engine(learner={...})`` and their defaults
+#: (see :class:`Engine` and cpp/heatcore/leverage_learner.hpp).
+LEARNER_DEFAULTS: dict[str, float] = {
+    "half_life_hours": 24.0,
+    "lifetime_hours": 24.0,
+    "lifetime_exponent": 1.0,
+    "buffer_events": 512,
+    "refresh_events": 32,
+    "refresh_hours": 0.5,
+    "em_iterations": 3,
+    "kernel_bins": 2.0,
+    "kernel_frac": 0.002,
+    "crossing_window_s": 300.0,
+    "crossing_records": 64,
+    "tier_smoothing": 0.5,
+    "size_cap": 20.0,
+    "sample_window_ms": 1000,
+    "prior_min": 0.5,
+    "prior_max": 5000.0,
+    "loglik_floor": 1e-6,
+}
+_LEARNER_INT = {"buffer_events", "refresh_events", "em_iterations", "crossing_records",
+                "sample_window_ms"}
+_MIX_KINDS = ("openings", "open_interest", "map", "prior")
+
+
+def _learner_config(options: Mapping[str, Any] | None) -> Any:
+    cfg = _core.LearnerConfig()
+    for key, value in (options or {}).items():
+        if key not in LEARNER_DEFAULTS:
+            raise ValueError(f"learner: unknown setting {key!r} "
+                             f"(known: {sorted(LEARNER_DEFAULTS)})")
+        setattr(cfg, key, int(value) if key in _LEARNER_INT else float(value))
+    cfg.validate()
+    return cfg
 # ---- cascade ----
 #: One row of :meth:`Engine.cascade`: a level's price, expected observed notional
 #: (USD), probability of being reached within the horizon, confidence in (0, 1],
@@ -174,6 +218,21 @@ class Engine:
     max_price_ratio : float
         A price more than this factor away from the venue's last price is refused
         as ``absurd_price``.
+    learner : mapping, optional
+        Leverage Learner settings (defaults in ``heatcore.engine.LEARNER_DEFAULTS``):
+        ``half_life_hours`` (24: evidence half-life; the step size starts at 1/n
+        and floors at this forgetting rate), ``lifetime_hours`` /
+        ``lifetime_exponent`` (24 / 1: mean position lifetime at 10x and its fall
+        with leverage, the closing hazard of the learner's openings book),
+        ``buffer_events`` (512: recent events re-attributed at each refresh),
+        ``refresh_events`` / ``refresh_hours`` (32 / 0.5: refresh cadence per venue
+        and side; the map's weights change only then), ``kernel_bins`` /
+        ``kernel_frac`` (2 / 0.002: half-width of the window around an event in
+        which a tier's exposure explains it), ``tier_smoothing`` (0.5: evidence
+        lent to neighbouring tested tiers), ``size_cap`` (20: an event weighs at
+        most this many typical sizes), ``prior_min`` / ``prior_max`` (empirical-Bayes
+        range of the prior strength, in expected liquidation events),
+        ``loglik_floor`` (floor of the per-bin probability in the skill score).
     cascade : mapping, optional
         Options of the chain tracker, Cascade Learner and cascade walk (see
         :meth:`cascade_config` for the names and defaults), e.g.
@@ -204,6 +263,7 @@ class Engine:
         seed_spread: float = 0.05,
         ts_tolerance_ms: int = 5000,
         max_price_ratio: float = 10.0,
+        learner: Mapping[str, Any] | None = None,
         cascade: Mapping[str, float] | None = None,
     ) -> None:
         names = tuple(VENUES if venues is None else venues)
@@ -224,11 +284,14 @@ class Engine:
             else:
                 pl = ps = prior_weights(spec, tier_list)
             configs.append(_core.VenueConfig(name, venue_id(name), spec.mechanics(symbol),
-                                             list(map(float, pl)), list(map(float, ps))))
+                                             list(map(float, pl)), list(map(float, ps)),
+                                             cross_share=float(spec.cross_share),
+                                             cross_distance=float(spec.cross_distance)))
         self._core = _core.Engine(float(step), tier_list, configs, bool(learn),
                                   seed_spread=float(seed_spread),
                                   ts_tolerance_ms=int(ts_tolerance_ms),
-                                  max_price_ratio=float(max_price_ratio))
+                                  max_price_ratio=float(max_price_ratio),
+                                  learner=_learner_config(learner))
         self._symbol = symbol
         self._step = float(step)
         self._venues = names
@@ -525,11 +588,31 @@ class Engine:
             cached = self._prices_cache = (k0, n, prices)
         return cached[2]
 
-    def leverage_mix(self, venue: str, side: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(tiers, weights)``: the venue's current leverage mix of open interest on a side."""
+    def leverage_mix(self, venue: str, side: str, *,
+                     which: str = "openings") -> tuple[np.ndarray, np.ndarray]:
+        """``(tiers, weights)``: the venue's learned leverage mix on a side.
+
+        Parameters
+        ----------
+        venue, side : str
+            The venue and the side (``"long"`` or ``"short"``).
+        which : str
+            ``"openings"`` (default): the learned mix of new openings (the
+            leverage traders choose; it follows a change of regime);
+            ``"open_interest"``: the learned mix of what is open now (high
+            leverage dies and closes sooner, so it holds less of it); ``"map"``:
+            the weights the map currently applies to the exposure book (the
+            openings mix as of the last refresh, or a mix set with
+            :meth:`set_mix`); ``"prior"``: the published archetype. Static
+            engines (``learn=False``) return the prior or the set mix.
+        """
         slot = self._slot_of(venue)
+        if which not in _MIX_KINDS:
+            raise ValueError(f"which must be one of {_MIX_KINDS}, got {which!r}")
         with self._lock:
-            return self._tiers.copy(), self._core.mix(slot, _side(side))
+            if which == "map":
+                return self._tiers.copy(), self._core.mix(slot, _side(side))
+            return self._tiers.copy(), _core.learner_mix(self._core, slot, _side(side), which)
 
     def set_mix(self, venue: str, side: str, weights: Sequence[float]) -> None:
         """Override a venue's mix on a side (normalised)."""
@@ -571,7 +654,70 @@ class Engine:
                         "events_seen": self._events_seen,
                         "last_ts": int(self._core.last_ts) if self._core.last_ts > -2**62 else None,
                         "grid": dict(zip(("step", "first_bin", "bins"), self._core.grid, strict=False))}
-            return dict(self._core.venue_stats(self._slot_of(venue)))
+            slot = self._slot_of(venue)
+            out = dict(self._core.venue_stats(slot))
+            # The Leverage Learner's summary, flat (one key per side, like the
+            # venue statistics); learner_diagnostics() has the per-tier detail.
+            for side in ("long", "short"):
+                d = self._learner_diagnostics(slot, side)
+                for key in ("n_events", "effective_events", "unexplained", "prior_strength",
+                            "loglik_mean"):
+                    out[f"learner_{key}_{side}"] = d[key]
+                out[f"learner_untested_bands_{side}"] = tuple(d["untested_bands"])
+            return out
+
+    def learner_diagnostics(self, venue: str) -> dict[str, dict[str, Any]]:
+        """The Leverage Learner's state on each side of a venue.
+
+        Returns ``{"long": {...}, "short": {...}}`` with, per side: ``n_events``
+        (liquidations seen while learning), ``effective_events`` (Kish effective
+        sample size of the decayed evidence), ``unexplained`` (no exposure of any
+        tier near the event: counted, never forced onto a tier), ``preexisting``
+        (explained by the map but by no opening the learner has seen),
+        ``sampled`` / ``clipped`` (sampled-feed events, clipped bogus sizes),
+        ``prior_strength`` (empirical-Bayes kappa, in expected liquidation
+        events), ``mean_event_usd``, ``opening_rate_usd_h``, ``crossed_events`` /
+        ``attributed_events`` (per tier, in expected events at the prior's rate),
+        ``untested_tiers`` / ``untested_bands`` (crossings worth less than one
+        expected liquidation: they carry no evidence of their own), the skill
+        accumulators ``loglik_sum`` / ``loglik_n`` / ``loglik_mean``, ``refreshes``
+        and ``learning``.
+        """
+        slot = self._slot_of(venue)
+        with self._lock:
+            return {side: self._learner_diagnostics(slot, side) for side in ("long", "short")}
+
+    def _learner_diagnostics(self, slot: int, side: str) -> dict[str, Any]:
+        d = dict(_core.learner_diagnostics(self._core, slot, _side(side)))
+        tested = np.asarray(d.pop("tested"), dtype=bool)
+        # plain lists keep diagnostics comparable with == (snapshots of state)
+        d["crossed_events"] = [float(x) for x in d["crossed_events"]]
+        d["attributed_events"] = [float(x) for x in d["attributed_events"]]
+        d["untested_tiers"] = [float(x) for x in self._tiers[~tested]]
+        bands_tested = {band_of(float(x)) for x in self._tiers[tested]}
+        d["untested_bands"] = [BANDS[b] for b in range(len(BANDS)) if b not in bands_tested]
+        n = d["loglik_n"]
+        d["loglik_mean"] = d["loglik_sum"] / n if n else None
+        d["learning"] = bool(self._core.learning(slot))
+        return d
+
+    def skill(self, venue: str | None = None) -> dict[str, float]:
+        """Mean log-likelihood of each observed liquidation's price bin under the
+        side's normalised map just before it (kernel-averaged, per-bin probability
+        floored at ``learner["loglik_floor"]``), over one venue or all venues.
+
+        Returns ``{"loglik_mean": ..., "events": ...}``; learned and static
+        engines score the same way, so the two can be compared on one stream.
+        """
+        slots = range(len(self._venues)) if venue is None else [self._slot_of(venue)]
+        total, n = 0.0, 0
+        with self._lock:
+            for slot in slots:
+                for side in (1, -1):
+                    d = _core.learner_diagnostics(self._core, slot, side)
+                    total += d["loglik_sum"]
+                    n += d["loglik_n"]
+        return {"loglik_mean": total / n if n else float("nan"), "events": float(n)}
 
     # [forecast] begin ---------------------------------------------------------
     def configure_forecast(self, **settings: Any) -> None:
