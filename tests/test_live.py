@@ -357,7 +357,12 @@ def test_live_reconnects_and_matches_offline_replay(tmp_path):
         np.testing.assert_allclose(a.short, b.short, rtol=1e-9, atol=1e-6)
     for v in VENUES:
         da, db = eng.diagnostics(v), ref.diagnostics(v)
-        assert da["liquidations"] > 0 and da == pytest.approx(db, rel=1e-9)
+        assert da["liquidations"] > 0 and da.keys() == db.keys()
+        for k in da:  # numbers to rounding; tuples (untested bands) and None exactly
+            if isinstance(da[k], (int, float)) and not isinstance(da[k], bool):
+                assert da[k] == pytest.approx(db[k], rel=1e-9), k
+            else:
+                assert da[k] == db[k], k
         for side in ("long", "short"):
             np.testing.assert_allclose(
                 eng.leverage_mix(v, side)[1], ref.leverage_mix(v, side)[1], rtol=1e-9
