@@ -12,6 +12,7 @@ using namespace pybind11::literals;
 void register_mechanics(py::module_& m);
 void register_learner(py::module_& m);
 void register_engine(py::module_& m);
+void register_calibrator(py::module_& m);  // after register_engine: adds Engine methods
 void register_persist(py::module_& m);
 void register_forecast(py::module_& m);
 void register_cascade(py::module_& m);

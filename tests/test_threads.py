@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,11 @@ def test_readers_see_whole_batches_only(tmp_path: Path) -> None:
     try:
         for b in range(0, len(ev), BATCH):
             eng.ingest(ev[b:b + BATCH])
+            # Give the readers a chance between batches (a loaded machine may not
+            # schedule them at all while ingest runs); they also read during it.
+            n, deadline = len(seen), time.monotonic() + 0.05
+            while len(seen) == n and time.monotonic() < deadline:
+                time.sleep(0.0005)
     finally:
         done.set()
         for t in readers:

@@ -60,6 +60,14 @@ Engine::Engine(EngineConfig config) : cfg_(std::move(config)) {
   }
   learn_.assign(venues_.size(), cfg_.learn ? 1 : 0);
   scratch_.assign(tiers, 0.0);
+  // [calibrator] begin
+  {
+    std::vector<Mechanics> mech;
+    for (const auto& v : venues_) mech.push_back(v.config.mechanics);
+    calib_ = Calibrator(cfg_.calibrator, mech, std::vector<PriceKind>(venues_.size(), PriceKind::unknown));
+    calibrating_ = cfg_.calibrate;
+  }
+  // [calibrator] end
   recent_.assign(kRecentEvents, 0);  // persist: duplicate filter
   fc_ = Forecaster(cfg_.forecast, venues_.size());  // [forecast]
   cfg_.learner.validate();
@@ -182,6 +190,7 @@ Reject Engine::update_price(std::size_t slot, std::int64_t ts, double price) {
   if (is_duplicate(fp)) return count(Reject::duplicate);
   remember(fp);
   touch_time(ts);
+  calib_.on_mark(slot, ts, price);  // [calibrator]
   v.stats.own_price = true;
   ++v.stats.prices;
   v.stats.last_ts = ts;
@@ -376,15 +385,35 @@ void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, d
     if (!(near > 0.0)) ++v.stats.unexplained[si];
     return;
   }
+  // [calibrator] begin
+  if (calibrating_ && calib_.observe(slot, side, price_kind, price, notional_usd, ts))
+    apply_calibration(slot, side);
+  // [calibrator] end
   // A venue that reports the bankruptcy price (or an order at it) reports, for
   // tier t, bankruptcy_t / level_t times the trigger: the learner's window is
   // mapped back per tier, so that it can stay narrow.
-  const bool at_bankruptcy = price_kind == PriceKind::bankruptcy || price_kind == PriceKind::order;
+  // [calibrator] begin: once the calibrator has measured a venue's reports (at
+  // least kWarm events), a report that is not at the bankruptcy price (a convention
+  // that departs, a fill, a trade print that sits elsewhere) is mapped back by the
+  // measured offset (the same for every tier), and the window widens (in
+  // quadrature) by the calibrator's uncertainty on that offset.
+  const PriceKind kind = price_kind == PriceKind::unknown ? calib_.documented_kind(slot) : price_kind;
+  const Estimate off = calib_.offset(slot, side, kind);
+  const bool measured = calibrating_ && off.n_eff >= RobustLocation::kWarm;
+  const bool at_bankruptcy = (kind == PriceKind::bankruptcy || kind == PriceKind::order) &&
+                             calib_.rate_source(slot, side) != RateSource::convention_departs;
+  const double offset_scale = measured ? std::exp(-off.value) : 1.0;
+  // Only the per-event uncertainty of the trigger widens the window: a systematic
+  // error (an unmeasured rate) moves every event alike and blurring cannot fix it
+  // (measured: widening by the prior's rate sd raised the far-side band TV 0.16 -> 0.19).
+  const double widen = measured && calib_.config().widen_kernel ? off.sd * x : 0.0;
+  const double l_half = std::sqrt(half * half + widen * widen);
   const auto& mech = v.config.mechanics;
   for (std::size_t t = 0; t < book.tiers(); ++t)
     scratch_scale_[t] = at_bankruptcy ? book.ratios()[t] / Mechanics::bankruptcy_ratio(side, cfg_.tiers[t], mech.inverse)
-                                      : 1.0;
-  const double l_lo = x - half, l_hi = x + half;
+                                      : offset_scale;
+  const double l_lo = x - l_half, l_hi = x + l_half;
+  // [calibrator] end
   book.openings_near(grid_, l_lo, l_hi, scratch_scale_.data(), scratch_openings_.data());
   const bool sampled = (flags & kFlagSampled) != 0;
   const bool learned = learner.on_liquidation(ts, price, notional_usd, sampled, scratch_openings_.data(),
@@ -398,8 +427,43 @@ void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, d
     learner.refresh(ts, book.openings_totals().data(), v.stats.last_price);
     book.set_weights(grid_, learner.openings_mix());
   }
-  // Other hook point: Exchange Calibrator (residual against the nearest cluster).
 }
+
+// [calibrator] begin
+void Engine::apply_calibration(std::size_t slot, Side side) {
+  VenueState& v = venues_.at(slot);
+  SideBook& book = v.book[side_index(side)];
+  const double scale = calib_.placement_scale(slot, side);
+  std::vector<double> r(cfg_.tiers.size());
+  double rmin = 1.0, rmax = 1.0;
+  for (std::size_t t = 0; t < r.size(); ++t) {
+    r[t] = v.config.mechanics.liquidation_ratio(side, cfg_.tiers[t], scale);
+    rmin = std::min(rmin, r[t]);
+    rmax = std::max(rmax, r[t]);
+  }
+  // The moved levels must stay on the grid; if it cannot grow, keep the old placement.
+  std::int64_t e_lo = std::numeric_limits<std::int64_t>::max(), e_hi = std::numeric_limits<std::int64_t>::min();
+  for (std::size_t t = 0; t < book.tiers(); ++t) {
+    if (book.empty_tier(t)) continue;
+    e_lo = std::min(e_lo, book.lo(t));
+    e_hi = std::max(e_hi, book.hi(t));
+  }
+  if (e_lo <= e_hi &&
+      !cover(static_cast<std::int64_t>(std::floor(static_cast<double>(e_lo) * rmin)) - 2,
+             static_cast<std::int64_t>(std::ceil(static_cast<double>(e_hi) * rmax)) + 2))
+    return;
+  book.set_ratios(grid_, r);
+  calib_.mark_applied(slot, side, scale);
+}
+
+void Engine::calibrated_window(std::size_t slot, Side side, PriceKind kind, double reported, double min_half_bins,
+                               double frac, double& x_lo, double& x_hi) const {
+  const double x = calib_.trigger_of(slot, side, kind, reported) / grid_.step;
+  const double half = std::max(min_half_bins, frac * x) + 2.0 * calib_.level_sigma(slot, side) * x;
+  x_lo = x - half;
+  x_hi = x + half;
+}
+// [calibrator] end
 
 Reject Engine::apply(const Event& ev) {
   const int slot = slot_of(ev.venue);
@@ -447,6 +511,13 @@ void Engine::set_mix(std::size_t slot, Side side, const std::vector<double>& w) 
 void Engine::forecast_on_liquidation(std::size_t slot, Side side, std::int64_t ts, double price,
                                      double notional_usd) {
   fc_.on_liquidation(slot, side, ts, price, notional_usd, grid_.step);
+  // [calibrator] where the calibrator has found the venue departing from its
+  // documentation (reports elsewhere, or levels re-placed), the forecast places
+  // the map's reported prices with the measured offset
+  if (calibrating_ && learn_[slot] && calib_.departs(slot, side)) {
+    const Estimate off = calib_.offset(slot, side, calib_.documented_kind(slot));
+    fc_.set_shift(slot, side_index(side), static_cast<int>(std::lround(off.value * price / grid_.step)));
+  }
   forecast_refresh(ts);
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "heatcore/book.hpp"
+#include "heatcore/calibrator.hpp"
 #include "heatcore/forecast.hpp"  // [forecast]
 #include "heatcore/leverage_learner.hpp"
 #include "heatcore/cascade.hpp"
@@ -45,6 +46,10 @@ struct EngineConfig {
   std::int64_t ts_tolerance_ms = 5000;  // accepted lateness before out_of_order
   double max_price_ratio = 10.0;       // a price this many times away from the last is absurd
   std::int64_t max_bins = 4'000'000;   // grid growth limit
+  // [calibrator] begin
+  bool calibrate = true;               // Exchange Calibrator on (only acts while learning)
+  CalibratorConfig calibrator;
+  // [calibrator] end
   ForecastConfig forecast;             // [forecast] horizon forecast (forecast.hpp)
   LearnerConfig learner;               // Leverage Learner (leverage_learner.hpp)
   CascadeConfig cascade;               // chain tracker, Cascade Learner and walk (cascade.hpp)
@@ -104,6 +109,22 @@ class Engine {
   // venues when slot < 0.
   void heatmap(int slot, double* long_out, double* short_out) const;
 
+  // [calibrator] begin
+  const Calibrator& calibrator() const noexcept { return calib_; }
+  Calibrator& calibrator() noexcept { return calib_; }
+  void set_calibrating(bool on) noexcept { calibrating_ = on; }
+  bool calibrating() const noexcept { return calibrating_; }
+  // Re-place a side's levels with the calibrator's current rate scale
+  // (O(tiers x bins): called on the calibrator's cadence, not per event).
+  void apply_calibration(std::size_t slot, Side side);
+  // The Leverage Learner's kernel window, in bin units, for a report of `kind` at
+  // `reported`: centred on the trigger the report stands for (the calibrator's
+  // offset; the documented one while it has no evidence) and half-width
+  // max(min_half_bins, frac * x) + 2 * level_sigma * x, the calibrator's uncertainty
+  // on where levels sit widening it.
+  void calibrated_window(std::size_t slot, Side side, PriceKind kind, double reported, double min_half_bins,
+                         double frac, double& x_lo, double& x_hi) const;
+  // [calibrator] end
   // [forecast] begin: the horizon forecast (forecast.hpp) on absolute bins
   // k_lo .. k_lo+n-1 of one venue (slot >= 0) or summed over venues; reach_out gets
   // the probability that price reaches each bin within the horizon.
@@ -181,6 +202,8 @@ class Engine {
   std::vector<std::uint8_t> learn_;
   std::array<std::uint64_t, kRejectReasons> rejected_{};
   std::vector<double> scratch_;   // per-tier workspace, sized once
+  Calibrator calib_;              // [calibrator]
+  bool calibrating_ = true;       // [calibrator]
   // --- Leverage Learner (learner branch) ---
   std::vector<LeverageLearner> learners_;  // [slot * 2 + side_index]
   std::vector<double> scratch_openings_;   // per-tier workspace, sized once

@@ -139,6 +139,11 @@ class Forecaster {
 
   const ForecastConfig& config() const noexcept { return cfg_; }
   const VenueForecastState& venue(std::size_t slot) const { return venues_.at(slot); }
+  // [calibrator] The map's shift (reported - trigger, bins) measured by the Exchange
+  // Calibrator, which sees the venue's own mark: it replaces the learned one.
+  void set_shift(std::size_t slot, int s, int d) {
+    venues_.at(slot).shift[s] = std::max(-kShiftHalf, std::min(kShiftHalf, d));
+  }
 
   // Inputs from the engine (accepted events only, in time order).
   void on_price(std::int64_t ts_ms, double price);

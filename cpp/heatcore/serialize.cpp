@@ -635,6 +635,7 @@ Engine Engine::load_state(Reader& r, bool config_only) {
 namespace {
 
 constexpr std::uint32_t kCasc = serial::tag("CASC");
+constexpr std::uint32_t kCalb = serial::tag("CALB");  // [calibrator]
 
 void write_cascade_config(Writer& w, const CascadeConfig& c) {
   w.i64(c.gap_ms);
@@ -1170,6 +1171,12 @@ void SideBook::load_openings(Reader& r, const PriceGrid& g) {
 }
 
 void Engine::save_learner_sections(Writer& w) const {
+  {  // [calibrator] settings, on/off, then every estimate
+    auto s = w.section(kCalb, 1, 0, false);
+    Calibrator::save_config(w, calib_.config());
+    w.boolean(calibrating_);
+    calib_.save(w);
+  }
   {
     auto s = w.section(kCasc, 1, 0, false);  // cascade: config, then learned state
     write_cascade_config(w, cfg_.cascade);
@@ -1195,6 +1202,15 @@ void Engine::save_learner_sections(Writer& w) const {
 }
 
 bool Engine::load_learner_section(const SectionHeader& h, Reader& body, bool config_only) {
+  if (h.tag == kCalb) {  // [calibrator]
+    serial::check_version(h, 1);
+    calib_.reset(Calibrator::load_config(body));
+    calibrating_ = body.boolean();
+    cfg_.calibrator = calib_.config();
+    cfg_.calibrate = calibrating_;
+    if (!config_only) calib_.load(body);
+    return true;
+  }
   if (h.tag == kCasc) {
     serial::check_version(h, 1);
     try {

@@ -352,6 +352,54 @@ void test_versions() {
   CHECK(threw);
 }
 
+// [calibrator] A venue that reports the bankruptcy price with a 1.5x stale
+// maintenance rate: the rate is recovered, the levels move, NaN never reaches the
+// estimates, and a snapshot round trip is exact.
+void test_calibrator() {
+  hc::EngineConfig cfg = make_config(true);
+  hc::Engine e(cfg);
+  const hc::Mechanics& mech = cfg.venues[0].mechanics;
+  const double off = std::log((1.0 - 1.0 / 50.0) / mech.liquidation_ratio(hc::Side::long_, 50.0, 1.5));
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> noise(0.0, 1e-4);
+  std::vector<hc::Event> evs;
+  double price = 60000.0;
+  const std::int64_t t0 = 1'700'000'000'000;
+  evs.push_back(ev(t0, 0, hc::EventKind::price, price));
+  evs.push_back(ev(t0 + 1, 0, hc::EventKind::open_interest, price, 1e9));
+  for (int i = 0; i < 400; ++i) {
+    const std::int64_t ts = t0 + 5000 * (i + 1);
+    price *= std::exp(2e-4 * noise(rng) / 1e-4);
+    evs.push_back(ev(ts, 0, hc::EventKind::price, price));
+    hc::Event liq = ev(ts + 200, 0, hc::EventKind::liquidation, price * std::exp(off + noise(rng)), 5e4, 1);
+    liq.price_kind = static_cast<std::uint8_t>(hc::PriceKind::bankruptcy);
+    evs.push_back(liq);
+    if (i % 50 == 7) {  // a NaN report is refused before any learner sees it
+      hc::Event bad = liq;
+      bad.ts_ms += 1;
+      bad.price = std::numeric_limits<double>::quiet_NaN();
+      evs.push_back(bad);
+    }
+  }
+  const std::size_t cut = evs.size() / 2;
+  e.ingest(evs.data(), cut);
+  const auto bytes = state(e);
+  hc::Engine resumed = load(bytes);
+  CHECK(state(resumed) == bytes);
+  e.ingest(evs.data() + cut, evs.size() - cut);
+  resumed.ingest(evs.data() + cut, evs.size() - cut);
+  CHECK(state(resumed) == state(e));
+  const hc::Estimate s = e.calibrator().rate_scale(0, hc::Side::long_);
+  CHECK(std::abs(s.value / 1.5 - 1.0) < 0.05);
+  CHECK(s.departs && s.n_eff > 100);
+  CHECK(std::abs(e.calibrator().applied_scale(0, hc::Side::long_) / 1.5 - 1.0) < 0.05);
+  CHECK(e.venue(0).book[0].ratios()[6] == mech.liquidation_ratio(hc::Side::long_, 50.0,
+                                                                  e.calibrator().applied_scale(0, hc::Side::long_)));
+  CHECK(e.calibrator().rate_scale(1, hc::Side::long_).value == 1.0);  // the other venue saw nothing
+  CHECK(std::isfinite(e.calibrator().offset(0, hc::Side::long_, hc::PriceKind::bankruptcy).value));
+  CHECK(e.calibrator().side_state(0, hc::Side::long_).used == 400);
+}
+
 }  // namespace
 
 int main() {
@@ -362,6 +410,7 @@ int main() {
   test_round_trip();
   test_corrupt_snapshots();
   test_versions();
+  test_calibrator();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -218,6 +218,10 @@ class Engine:
     max_price_ratio : float
         A price more than this factor away from the venue's last price is refused
         as ``absurd_price``.
+    calibrate : bool, optional
+        Run the Exchange Calibrator (effective maintenance rate, reported-price
+        offset, size cap per venue and side; see :meth:`calibration`). Default:
+        the value of ``learn``. It only acts on venues that are learning.
     learner : mapping, optional
         Leverage Learner settings (defaults in ``heatcore.engine.LEARNER_DEFAULTS``):
         ``half_life_hours`` (24: evidence half-life; the step size starts at 1/n
@@ -263,6 +267,7 @@ class Engine:
         seed_spread: float = 0.05,
         ts_tolerance_ms: int = 5000,
         max_price_ratio: float = 10.0,
+        calibrate: bool | None = None,
         learner: Mapping[str, Any] | None = None,
         cascade: Mapping[str, float] | None = None,
     ) -> None:
@@ -301,6 +306,13 @@ class Engine:
         self._lock = threading.RLock()
         self._prices_cache: tuple[int, int, np.ndarray] | None = None
         self._unknown_venues = 0  # refusals the Python layer makes before reaching the core
+        # [calibrator] begin
+        self._calibrate = bool(learn) if calibrate is None else bool(calibrate)
+        self._core.set_calibrating(self._calibrate)
+        for slot, name in enumerate(names):
+            kind = get_venue(name).reported_price
+            self._core.set_documented_kind(slot, PRICE_KINDS.index(kind) if kind in PRICE_KINDS else 0)
+        # [calibrator] end
         if cascade:  # cascade
             self._core.configure_cascade(dict(cascade))
         self._persist_init(0, "")  # persist
@@ -342,6 +354,13 @@ class Engine:
             self._prices_cache = None
             self._unknown_venues = int(meta["unknown_venues"])
             self._persist_init(int(meta["events_seen"]), str(meta.get("journal_token", "")))
+            # [calibrator] on/off and estimates come from the core's CALB section; a
+            # snapshot without one gets the registry's documented report kinds
+            self._calibrate = bool(core.calibrating())
+            for slot, name in enumerate(names):
+                if core.calibration(slot)["documented_kind"] == "unknown":
+                    kind = get_venue(name).reported_price
+                    core.set_documented_kind(slot, PRICE_KINDS.index(kind) if kind in PRICE_KINDS else 0)
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, _persist.SnapshotError):
                 raise
@@ -719,6 +738,137 @@ class Engine:
                     n += d["loglik_n"]
         return {"loglik_mean": total / n if n else float("nan"), "events": float(n)}
 
+    # [calibrator] begin ------------------------------------------------------
+    def configure_calibrator(self, **settings: Any) -> None:
+        """Change the Exchange Calibrator's settings; forgets its estimates.
+
+        Names as in ``CalibratorConfig`` (``cpp/heatcore/calibrator.hpp``):
+        ``fresh_ms``, ``huber_c``, ``sigma_floor``, ``systematic_sd``, ``max_n_eff``, ``scale_min``,
+        ``scale_max``, ``scale_prior_sd``, ``ref_leverage``, ``apply_rel``,
+        ``apply_every``, ``depart_z``.
+        """
+        with self._lock:
+            cfg = self._core.calibrator_config()
+            for key, value in settings.items():
+                if key.startswith("_") or not hasattr(cfg, key):
+                    raise ValueError(f"unknown calibrator setting {key!r}")
+                setattr(cfg, key, value)
+            try:
+                self._core.configure_calibrator(cfg)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+
+    @property
+    def calibrate(self) -> bool:
+        """Whether the Exchange Calibrator runs (on venues that are learning)."""
+        return self._calibrate
+
+    def calibration(self, venue: str) -> dict[str, Any]:
+        """The Exchange Calibrator's current correction factors for one venue.
+
+        The structure is stable (new keys may be added, none removed or renamed)::
+
+            {"venue": str,
+             "has_feed": bool,          # the venue publishes liquidations
+             "feed": "complete" | "sampled" | "none",
+             "calibrating": bool,       # estimates can move (calibrate on, venue learning)
+             "status": "no_feed" | "prior" | "learning",
+             "note": str,               # why the estimates are (or are not) priors
+             "reported_price": str,     # documented kind of the feed's price
+             "rate_scale": {side: {"value", "std", "n_eff", "prior", "prior_std",
+                                   "departs", "source", "applied"}},
+             "maintenance_rate": {side: {"value", "documented"}},
+             "report_offset": {side: {"value", "std", "n_eff", "prior", "prior_std",
+                                      "departs", "price_kind", "bins", "events",
+                                      "looks_like"}},
+             "report_offset_by_kind": {side: {kind: {...same keys...}}},
+             "size_cap": {side: {"p99_usd", "median_usd", "max_usd", "n_eff",
+                                 "max_leverage_at_p99"}},
+             "level_sigma": {side: float},
+             "cross_margin": {"share": float, "distance": float,
+                              "learned": False, "note": str},
+             "events": {side: {"used": int, "no_reference": int}}}
+
+        ``side`` is ``"long"`` / ``"short"``. ``rate_scale`` is the effective
+        maintenance rate over the registry's (1 = documented); ``source`` says what
+        it rests on: ``"prior"`` (no separable evidence: the registry's value),
+        ``"bankruptcy_offset"`` (measured from bankruptcy/order reports against the
+        mark), or ``"convention_departs"`` (the venue's reports are not at the
+        bankruptcy price it documents, so they say nothing about the rate).
+        ``applied`` is the scale the venue's levels are currently placed with:
+        levels move only once the estimate departs significantly from the
+        registry's (``departs``), so a documented venue keeps its placement.
+        ``looks_like`` classifies the measured offset: ``"at_trigger"`` (a trade
+        print, mark or fill with little slippage), ``"bankruptcy"`` (within the
+        bankruptcy offsets of the plausible rate range), ``"between"``, or
+        ``"unknown"`` (no evidence yet).
+        ``report_offset.value`` is ``ln(reported price / trigger price)`` for the
+        documented price kind (``bins``: the same in price bins at the venue's
+        last price). ``std`` is the posterior standard deviation and ``n_eff`` the
+        effective number of events behind it (0: the value is the prior).
+        ``cross_margin`` is the registry's prior (share of open interest in cross
+        margin; ``distance``, the multiple of the isolated liquidation distance at
+        which such positions die), never learned from liquidations: from
+        liquidation prices alone a cross-margined position dying far from entry
+        cannot be told from a lower-leverage isolated one.
+        """
+        slot = self._slot_of(venue)
+        spec = get_venue(venue)
+        with self._lock:
+            raw = self._core.calibration(slot)
+            price = float(self._core.venue_stats(slot)["last_price"] or self._core.reference_price)
+            learning = bool(self._core.learning(slot))
+        feed = spec.liquidation_feed
+        has_feed = feed != "none"
+        doc_kind = raw["documented_kind"]
+        used = sum(int(raw[s]["used"]) for s in ("long", "short"))
+        calibrating = self._calibrate and learning
+        if not has_feed:
+            status, note = "no_feed", ("the venue publishes no liquidations: every factor is the "
+                                       "registry's prior and stays so")
+        elif used == 0:
+            status, note = "prior", ("no liquidation with a fresh mark of the venue yet: every factor "
+                                     "is the registry's prior" if calibrating else
+                                     "calibration is off: every factor is the registry's prior")
+        else:
+            status, note = "learning", "factors move on evidence; n_eff says how much"
+        out: dict[str, Any] = {
+            "venue": venue, "has_feed": has_feed, "feed": feed, "calibrating": calibrating,
+            "status": status, "note": note, "reported_price": doc_kind,
+            "rate_scale": {}, "maintenance_rate": {}, "report_offset": {},
+            "report_offset_by_kind": {}, "size_cap": {}, "level_sigma": {}, "events": {},
+        }
+        for side in ("long", "short"):
+            r = raw[side]
+            out["rate_scale"][side] = dict(r["rate_scale"])
+            out["maintenance_rate"][side] = {"value": r["maintenance_rate"], "documented": r["documented_rate"]}
+            by_kind = {}
+            for kind, est in r["offsets"].items():
+                e = {k: est[k] for k in ("value", "std", "n_eff", "prior", "prior_std", "departs")}
+                e.update(price_kind=kind, events=int(est["events"]),
+                         bins=float(est["value"]) * price / self._step if price > 0 else 0.0)
+                by_kind[kind] = e
+            out["report_offset_by_kind"][side] = by_kind
+            out["report_offset"][side] = by_kind[doc_kind]
+            code = _SIDE_CODE[side]
+            with self._lock:
+                cfg = self._core.calibrator_config()
+                bk_range = sorted(self._core.documented_offset(slot, code, 1, x)
+                                  for x in (cfg.scale_min, cfg.scale_max))
+            for e in by_kind.values():
+                e["looks_like"] = _convention_of(e, bk_range)
+            out["size_cap"][side] = dict(r["size"])
+            out["level_sigma"][side] = float(r["level_sigma"])
+            out["events"][side] = {"used": int(r["used"]), "no_reference": int(r["no_reference"])}
+        out["cross_margin"] = {
+            "share": float(spec.cross_share),
+            "distance": float(spec.cross_distance),
+            "learned": False,
+            "note": ("documented prior; not learned from liquidations (a cross position dying far "
+                     "away is indistinguishable from a lower-leverage isolated one)"),
+        }
+        return out
+    # [calibrator] end
     # [forecast] begin ---------------------------------------------------------
     def configure_forecast(self, **settings: Any) -> None:
         """Change the forecast's settings before the first event (names as in
@@ -864,6 +1014,18 @@ class Engine:
     def __repr__(self) -> str:
         return (f"Engine(symbol={self._symbol!r}, step={self._step}, venues={len(self._venues)}, "
                 f"tiers={len(self._tiers)}, learn={self._learn})")
+
+
+def _convention_of(est: Mapping[str, Any], bk_range: Sequence[float]) -> str:
+    """What a measured report offset looks like (see :meth:`Engine.calibration`)."""
+    if not est["n_eff"]:
+        return "unknown"
+    v, lo, hi = float(est["value"]), float(bk_range[0]), float(bk_range[1])
+    if lo <= v <= hi:
+        return "bankruptcy"
+    if abs(v) < 0.5 * min(abs(lo), abs(hi)):
+        return "at_trigger"
+    return "between"
 
 
 def _side(side: str) -> int:
