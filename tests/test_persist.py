@@ -403,12 +403,16 @@ def test_forecast_config_survives(tmp_path: Path, stream: np.ndarray) -> None:
     default = _engine()
     default.ingest(stream)
     assert not _same_forecasts(default, straight)  # the settings matter
-    # config_only: the settings, fresh state; replaying everything matches.
-    fresh = _core.Engine.from_state(a._core.state_bytes(), config_only=True)
-    assert _core.engine_forecast_state(fresh, -1)["now_s"] == 0.0
-    fresh.ingest(stream)
-    np.testing.assert_array_equal(_core.engine_forecast(fresh, [-1], 3600.0, 0, 4000)[0],
-                                  _core.engine_forecast(straight._core, [-1], 3600.0, 0, 4000)[0])
+
+    # config_only: the settings with a fresh state.
+    def replay(eng: hc.Engine) -> np.ndarray:
+        core = _core.Engine.from_state(eng._core.state_bytes(), config_only=True)
+        assert _core.engine_forecast_state(core, -1)["now_s"] == 0.0
+        core.ingest(stream)
+        return _core.engine_forecast(core, [-1], 3600.0, 0, 4000)[0]
+
+    np.testing.assert_array_equal(replay(a), replay(custom()))
+    assert not np.array_equal(replay(a), replay(_engine()))
 
 
 def test_corrupt_forecast_section_is_refused(stream: np.ndarray) -> None:
@@ -595,4 +599,107 @@ def test_corrupt_learner_section_is_refused(sim_run) -> None:
             continue
         e.ingest(sim_run.events[half:half + 300])
         e.leverage_mix(e.venues[0], "long")
+    assert refused > 0
+
+
+# -- the Exchange Calibrator (CALB) ------------------------------------------------------
+
+_CAL_VENUES = ("htx", "gate", "kraken", "okx")
+
+
+@pytest.fixture(scope="module")
+def cal_run():
+    from heatcore import sim
+
+    # htx and gate run stale maintenance tables, kraken reports bankruptcy prices
+    # while documented as trade prints (the simulator's defaults; tests/test_calibrator.py).
+    return sim.simulate(hours=12, seed=12, venues=_CAL_VENUES, oi_usd={"kraken": 1e9, "okx": 2e9, "htx": 6e8})
+
+
+def _calibrations(eng: hc.Engine) -> dict:
+    return {v: eng.calibration(v) for v in eng.venues}
+
+
+@pytest.mark.parametrize("learn", [True, False], ids=["learn", "static"])
+def test_calibrator_round_trip_on_the_simulator(tmp_path: Path, cal_run, learn: bool) -> None:
+    """save -> load -> continue gives identical calibration(), maps, mixes and
+    forecasts to a run that never stopped."""
+    ev = cal_run.events
+    cut = len(ev) // 2
+
+    def make() -> hc.Engine:
+        return hc.Engine(cal_run.symbol, step=cal_run.step, venues=cal_run.venues, learn=learn)
+
+    straight = make()
+    straight.ingest(ev)
+    first = make()
+    first.ingest(ev[:cut])
+    cal = _calibrations(first)
+    used = sum(c["events"][s]["used"] for c in cal.values() for s in ("long", "short"))
+    if learn:  # evidence gathered, and some venue's levels already re-placed
+        assert used > 0
+        assert any(c["rate_scale"][s]["applied"] != 1.0 for c in cal.values() for s in ("long", "short"))
+    else:
+        assert used == 0
+    first.save(tmp_path / "c.hcsnap")
+    data = (tmp_path / "c.hcsnap").read_bytes()
+    resumed = hc.Engine.load(tmp_path / "c.hcsnap")
+    assert resumed.calibrate == straight.calibrate == learn
+    resumed.ingest(ev[cut:])
+    assert _calibrations(resumed) == _calibrations(straight)
+    assert _same_learners(resumed, straight)
+    assert _same_forecasts(resumed, straight)
+    _assert_same(resumed, straight)
+
+    if learn:  # the comparison can fail: without CALB the calibrator restarts from its priors
+        stripped = hc.Engine._from_snapshot(_with_core(data, lambda s: [x for x in s if x[0] != b"CALB"]))
+        stripped.ingest(ev[cut:])
+        assert _calibrations(stripped) != _calibrations(straight)
+
+
+def test_corrupt_calibrator_section_is_refused(cal_run) -> None:
+    """Bad CALB bytes give SnapshotError (never a crash), however they are bad."""
+    eng = hc.Engine(cal_run.symbol, step=cal_run.step, venues=cal_run.venues)
+    half = len(cal_run.events) // 2
+    eng.ingest(cal_run.events[:half])
+    data = eng.__getstate__()
+
+    def patch(fn) -> bytes:
+        return _with_core(data, lambda s: [(t, a, b, f, fn(p) if t == b"CALB" else p) for t, a, b, f, p in s])
+
+    def put(off: int, value: bytes) -> bytes:
+        return patch(lambda p: p[:off] + value + p[off + len(value):])
+
+    calb = next(p for t, *_, p in _core_sections(_split(data)[1][1][4]) if t == b"CALB")
+    for n in range(0, len(calb), max(1, len(calb) // 97)):  # truncated anywhere
+        with pytest.raises(hc.SnapshotError, match="CALB"):
+            hc.Engine._from_snapshot(patch(lambda p, n=n: p[:n]))
+    cfg = 8 + 9 * 8 + 4 + 8 + 1 + 1                 # CalibratorConfig, then calibrating
+    marks = cfg + 8                                 # per venue: kind u8, mark ts i64, mark price f64
+    first = marks + 17 * len(eng.venues)            # the first side's first RobustLocation
+    assert struct.unpack_from("<Q", calb, cfg)[0] == len(eng.venues)
+    for off, value, why in [
+        (8, struct.pack("<d", 0.1), "huber_c"),
+        (cfg, struct.pack("<Q", 3), "venue count"),
+        (marks, b"\x09", "price kind"),
+        (marks + 1, struct.pack("<q", 2**63 - 1), "mark"),
+        (marks + 9, struct.pack("<d", float("nan")), "mark"),
+        (first, struct.pack("<d", float("nan")), "residual"),     # warm_[0]
+        (first + 8 * 9, struct.pack("<d", float("inf")), "residual"),  # ring_[0]
+        (first + 8 * 41 + 12, struct.pack("<Q", 32), "estimate"),  # ring position
+    ]:
+        with pytest.raises(hc.SnapshotError, match=why):
+            hc.Engine._from_snapshot(put(off, value))
+    rng = np.random.default_rng(13)
+    refused = 0
+    for pos in rng.integers(0, len(calb), 300):
+        flipped = bytearray(calb)
+        flipped[pos] ^= 1 << int(rng.integers(0, 8))
+        try:
+            e = hc.Engine._from_snapshot(patch(lambda p, f=bytes(flipped): f))
+        except hc.SnapshotError:
+            refused += 1
+            continue
+        e.ingest(cal_run.events[half:half + 2000])
+        e.calibration(e.venues[0])
     assert refused > 0
