@@ -65,7 +65,18 @@ def test_fixture_loads_and_equals_a_replay_of_its_events(name: str) -> None:
     assert rej["out_of_order"] == int((events["ts"] < np.maximum.accumulate(events["ts"]) - 5000).sum()) > 0
     assert eng.heatmap().total()[0] > 0 and eng.heatmap().total()[1] > 0
 
+    # Written before the forecast had a section (FCST): the forecast starts afresh,
+    # as in a new engine with the same venues.
+    new = hc.Engine(eng.symbol, step=eng.step, venues=eng.venues)
+    for v in (None, *eng.venues):
+        a, b = eng.forecast_state(v), new.forecast_state(v)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{v}/{k}")
+
     # And it keeps going like any engine.
     t = int(events["ts"].max())
     eng.update_price(eng.venues[0], t + 1000, float(eng.heatmap().price) * 1.01)
     assert np.isfinite(eng.heatmap().long).all()
+    f = eng.forecast(3600)
+    assert f.price > 0 and np.isfinite(f.long).all() and np.isfinite(f.short).all()

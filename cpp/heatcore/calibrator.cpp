@@ -398,6 +398,14 @@ void RobustLocation::load(serial::Reader& r) {
   if (x.nw_ < 0 || x.nw_ > kWarm || x.nring_ < 0 || x.nring_ > kRing || x.ring_pos_ >= kRing ||
       std::abs(x.run_) > kShiftRun || !(x.n_ >= 0.0) || !std::isfinite(x.mu_))
     r.fail("calibrator estimate out of range");
+  // The residuals are ordered (nth_element): a NaN among them breaks the ordering.
+  for (double v : x.warm_)
+    if (!std::isfinite(v)) r.fail("calibrator residual out of range");
+  for (double v : x.ring_)
+    if (!std::isfinite(v)) r.fail("calibrator residual out of range");
+  if (!std::isfinite(x.n_) || !(std::isfinite(x.sd_) && x.sd_ >= 0.0) ||
+      !(std::isfinite(x.sigma_floor_) && x.sigma_floor_ >= 0.0))
+    r.fail("calibrator estimate out of range");
   *this = x;
 }
 
@@ -477,6 +485,11 @@ void Calibrator::load(serial::Reader& r) {
     kinds[slot] = static_cast<PriceKind>(k);
     mts[slot] = r.i64();
     mpx[slot] = r.f64();
+    // No mark yet (the minimum), or a time events can be compared with without overflow.
+    constexpr std::int64_t kMaxAbsTs = std::int64_t{1} << 62;
+    if ((mts[slot] != std::numeric_limits<std::int64_t>::min() && (mts[slot] < -kMaxAbsTs || mts[slot] > kMaxAbsTs)) ||
+        !(std::isfinite(mpx[slot]) && mpx[slot] >= 0.0))
+      r.fail("calibrator mark out of range");
   }
   std::vector<CalibSide> states(state_.size());
   for (CalibSide& st : states) {
@@ -499,6 +512,11 @@ void Calibrator::load(serial::Reader& r) {
     st.no_reference = r.u64();
     if (!(st.scale > 0.0 && std::isfinite(st.scale) && st.applied_scale > 0.0 && std::isfinite(st.applied_scale)))
       r.fail("calibrator scale out of range");
+    for (double v : {st.scale_sd, st.scale_n, st.lq_mean, st.lq_var, st.lq_n, st.q_max})
+      if (!std::isfinite(v)) r.fail("calibrator statistic out of range");
+    for (std::size_t k = 0; k < st.offset_prior.size(); ++k)
+      if (!std::isfinite(st.offset_prior[k]) || !std::isfinite(st.offset_prior_sd[k]))
+        r.fail("calibrator prior out of range");
   }
   doc_kind_ = std::move(kinds);
   mark_ts_ = std::move(mts);

@@ -170,6 +170,12 @@ class Forecaster {
   double calibration_observations() const noexcept { return calib_n_; }
   double now_s() const noexcept { return now_s_; }
 
+  // persist: the online state (not the config: the caller writes that). load()
+  // fills a copy and commits only if the bytes are valid (serialize.cpp, FCST);
+  // `step` is the engine's bin width (prices are checked like the engine's).
+  void save(serial::Writer& w) const;
+  void load(serial::Reader& r, double step);
+
   // The forecast of one venue (slot >= 0) or the sum over venues (slot < 0) on
   // bins k_lo .. k_lo+n-1 (absolute bin indices), USD per bin. `reach_out`
   // (size n, required) receives reach(x, h) for the distance-only baseline.

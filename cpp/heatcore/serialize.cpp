@@ -229,7 +229,8 @@ void check_version(const SectionHeader& h, std::uint16_t supported_major) {
 //   VENU (required)  one per venue: VenueStats
 //   BOOK (required)  one per venue and side: ratios, mix, totals, D over [lo, hi], map;
 //                    1.1 appends the entry window and the per-tier maps M_t (book.hpp)
-//   ...              learner sections (Engine::save_learner_sections), optional or required
+//   ...              learner sections (Engine::save_learner_sections), optional or required:
+//                    CASC (cascade), FCST (horizon forecast), LLRN (Leverage Learner)
 namespace heatcore {
 
 using serial::Reader;
@@ -804,6 +805,187 @@ void CascadeModel::load(Reader& r) {
 }
 
 
+// ---- FCST: the horizon forecast (forecast.hpp) ----
+// ForecastConfig, then the Forecaster's state: engine-wide volatility, anchor
+// prices, the checkpoint ring and calibration histogram, the survival it
+// implies, the lagged reach, the refresh clock; then each venue's
+// VenueForecastState. Every field is stored (also the caches a rebuild would
+// reproduce: the kernels, the survival), so a load gives the same bits.
+
+namespace {
+
+constexpr std::uint32_t kFcst = serial::tag("FCST");
+constexpr std::size_t kMaxLagBins = std::size_t{1} << 26;  // lagged windows: a grid's worth at most
+constexpr std::int64_t kMaxBinIndex = std::int64_t{1} << 52;
+
+void write_forecast_config(Writer& w, const ForecastConfig& c) {
+  for (double x : {c.vol_tau_s, c.vol_min_dt_s, c.vol_prior_annual, c.ref_horizon_s, c.checkpoint_every_s,
+                   c.calib_forget, c.calib_prior_n, c.burst_tau_s, c.base_tau_s, c.em_every_s, c.em_map_horizon_s,
+                   c.em_tau_s, c.em_prior_n, c.reach_prior, c.cont_prior, c.background_prior, c.offset_prior_n,
+                   c.offset_prior_bins, c.offset_forget, c.shift_forget, c.shift_prior_nats, c.liq_anchor_after_s})
+    w.f64(x);
+  w.boolean(c.learn);
+}
+
+ForecastConfig read_forecast_config(Reader& r) {
+  ForecastConfig c;
+  for (double* x : {&c.vol_tau_s, &c.vol_min_dt_s, &c.vol_prior_annual, &c.ref_horizon_s, &c.checkpoint_every_s,
+                    &c.calib_forget, &c.calib_prior_n, &c.burst_tau_s, &c.base_tau_s, &c.em_every_s,
+                    &c.em_map_horizon_s, &c.em_tau_s, &c.em_prior_n, &c.reach_prior, &c.cont_prior,
+                    &c.background_prior, &c.offset_prior_n, &c.offset_prior_bins, &c.offset_forget, &c.shift_forget,
+                    &c.shift_prior_nats, &c.liq_anchor_after_s}) {
+    *x = r.f64();
+    if (!std::isfinite(*x)) r.fail("non-finite forecast setting");
+  }
+  // The refresh clock is kept in int64 milliseconds.
+  if (!(c.em_every_s <= 1e9)) r.fail("forecast refresh interval out of range");
+  c.learn = r.boolean();
+  return c;  // the Forecaster's constructor checks the rest
+}
+
+// A finite double, optionally >= 0.
+double read_finite(Reader& r, bool non_negative = false) {
+  const double x = r.f64();
+  if (!std::isfinite(x) || (non_negative && x < 0.0)) r.fail("forecast value out of range");
+  return x;
+}
+
+void read_fixed(Reader& r, std::vector<double>& v, std::size_t n, bool non_negative) {
+  auto x = r.f64s(n);
+  if (x.size() != n) r.fail("forecast array has the wrong size");
+  for (double y : x)
+    if (!std::isfinite(y) || (non_negative && y < 0.0)) r.fail("forecast array value out of range");
+  v = std::move(x);
+}
+
+}  // namespace
+
+void Forecaster::save(Writer& w) const {
+  for (double x : {var_rate_, sample_ts_, sample_log_p_, last_price_, last_price_ts_, last_liq_price_, last_liq_ts_,
+                   now_s_})
+    w.f64(x);
+  w.boolean(have_sample_);
+  w.u64(ring_.size());
+  for (const Checkpoint& c : ring_)
+    for (double x : {c.ts, c.log_p, c.sd, c.up, c.down}) w.f64(x);
+  w.i32(ring_head_);
+  w.i32(ring_size_);
+  w.f64(last_checkpoint_ts_);
+  w.f64s(calib_count_);
+  w.f64s(surv_);
+  w.f64(calib_n_);
+  w.f64(mean_z_);
+  w.f64s(lag_reach_);
+  w.i64(lag_k0_);
+  w.i64(next_refresh_ms_);
+  w.f64(refresh_ts_);
+  w.boolean(refreshed_);
+  w.u64(venues_.size());
+  for (const VenueForecastState& v : venues_)
+    for (int s = 0; s < 2; ++s) {
+      for (double x : {v.burst[s], v.burst_ts[s], v.anchor[s], v.anchor_ts[s], v.snap_anchor[s], v.snap_anchor_ts[s],
+                       v.base[s], v.base_ts[s], v.num_map[s], v.den_map[s], v.num_cont[s], v.den_cont[s], v.num_bg[s],
+                       v.den_bg[s], v.events[s], v.map_rate[s], v.a[s], v.b[s], v.c[s], v.kernel_mean[s],
+                       v.kernel_var[s]})
+        w.f64(x);
+      w.f64s(v.lagged[s]);
+      w.i64(v.lagged_k0[s]);
+      w.u64(v.unexplained[s]);
+      w.i32(v.shift[s]);
+      w.f64s(v.shift_score[s]);
+      w.f64s(v.offsets[s]);
+      w.f64s(v.kernel[s]);
+    }
+}
+
+void Forecaster::load(Reader& r, double step) {
+  Forecaster f = *this;  // fill a copy: *this stays unchanged if the bytes are bad
+  // Prices as the engine accepts them: binnable on the grid (0 = none yet).
+  auto price = [&r, step]() {
+    const double p = read_finite(r, true);
+    if (p / step > 1e15) r.fail("forecast price out of range");
+    return p;
+  };
+  // The variance rate is an EWMA of the prior and of clamped returns (|r| <= ln 2 over
+  // at least max(vol_min_dt_s, 1 ms)): it cannot leave that range.
+  const ForecastConfig& c = f.cfg_;
+  const double var_max = std::max(c.vol_prior_annual * c.vol_prior_annual / (365.0 * 86400.0),
+                                  std::log(2.0) * std::log(2.0) / std::max(c.vol_min_dt_s, 1e-3)) * (1.0 + 1e-9);
+  f.var_rate_ = read_finite(r, true);
+  if (!(f.var_rate_ > 0.0 && f.var_rate_ <= var_max)) r.fail("forecast variance rate out of range");
+  f.sample_ts_ = read_finite(r);
+  f.sample_log_p_ = read_finite(r);
+  f.last_price_ = price();
+  f.last_price_ts_ = read_finite(r);
+  f.last_liq_price_ = price();
+  f.last_liq_ts_ = read_finite(r);
+  f.now_s_ = read_finite(r);
+  f.have_sample_ = r.boolean();
+  if (r.u64() != f.ring_.size()) r.fail("checkpoint ring size does not match");
+  for (Checkpoint& k : f.ring_) {
+    k.ts = read_finite(r);
+    k.log_p = read_finite(r);
+    k.sd = read_finite(r, true);
+    k.up = read_finite(r, true);
+    k.down = read_finite(r, true);
+    // sd is a past sqrt(variance rate); a finished checkpoint's z = move / sd is binned as an int.
+    if (k.sd > std::sqrt(var_max) || std::max(k.up, k.down) > 1e7 * k.sd)
+      r.fail("forecast checkpoint out of range");
+  }
+  f.ring_head_ = r.i32();
+  f.ring_size_ = r.i32();
+  if (f.ring_head_ < 0 || f.ring_head_ >= kMaxCheckpoints || f.ring_size_ < 0 || f.ring_size_ > kMaxCheckpoints)
+    r.fail("checkpoint ring position out of range");
+  f.last_checkpoint_ts_ = read_finite(r);
+  read_fixed(r, f.calib_count_, kCalibBins + 1, true);
+  read_fixed(r, f.surv_, kCalibBins + 1, true);
+  f.calib_n_ = read_finite(r, true);
+  f.mean_z_ = read_finite(r, true);
+  f.lag_reach_ = r.f64s(kMaxLagBins);
+  for (double x : f.lag_reach_)
+    if (!(std::isfinite(x) && x >= 0.0)) r.fail("lagged reach out of range");
+  f.lag_k0_ = r.i64();
+  if (f.lag_k0_ < 0 || f.lag_k0_ > kMaxBinIndex) r.fail("lagged reach window out of range");
+  f.next_refresh_ms_ = r.i64();
+  f.refresh_ts_ = read_finite(r);
+  f.refreshed_ = r.boolean();
+  if (r.u64() != f.venues_.size()) r.fail("forecast venue count does not match");
+  for (VenueForecastState& v : f.venues_)
+    for (int s = 0; s < 2; ++s) {
+      v.burst[s] = read_finite(r, true);
+      v.burst_ts[s] = read_finite(r);
+      v.anchor[s] = price();
+      v.anchor_ts[s] = read_finite(r);
+      v.snap_anchor[s] = price();
+      v.snap_anchor_ts[s] = read_finite(r);
+      v.base[s] = read_finite(r, true);
+      v.base_ts[s] = read_finite(r);
+      for (double* x : {&v.num_map[s], &v.den_map[s], &v.num_cont[s], &v.den_cont[s], &v.num_bg[s], &v.den_bg[s],
+                        &v.events[s], &v.map_rate[s]})
+        *x = read_finite(r, true);
+      for (double* x : {&v.a[s], &v.b[s], &v.c[s]}) {
+        *x = read_finite(r, true);
+        if (!(*x > 0.0)) r.fail("forecast scale out of range");
+      }
+      v.kernel_mean[s] = read_finite(r);
+      v.kernel_var[s] = read_finite(r, true);
+      if (std::fabs(v.kernel_mean[s]) > kOffsetHalf || v.kernel_var[s] > double{kOffsetHalf} * kOffsetHalf)
+        r.fail("continuation kernel moments out of range");
+      v.lagged[s] = r.f64s(kMaxLagBins);
+      for (double x : v.lagged[s])
+        if (!(std::isfinite(x) && x >= 0.0)) r.fail("lagged map out of range");
+      v.lagged_k0[s] = r.i64();
+      if (v.lagged_k0[s] < 0 || v.lagged_k0[s] > kMaxBinIndex) r.fail("lagged map window out of range");
+      v.unexplained[s] = r.u64();
+      v.shift[s] = r.i32();
+      if (v.shift[s] < -kShiftHalf || v.shift[s] > kShiftHalf) r.fail("map shift out of range");
+      read_fixed(r, v.shift_score[s], 2 * kShiftHalf + 1, false);
+      read_fixed(r, v.offsets[s], 2 * kOffsetHalf + 1, true);
+      read_fixed(r, v.kernel[s], 2 * kOffsetHalf + 1, true);
+    }
+  *this = std::move(f);
+}
+
 // ---- Leverage Learner (LLRN): config, venue cross priors, every learner, openings books ----
 namespace {
 
@@ -833,6 +1015,8 @@ LearnerConfig read_learner_config(Reader& r) {
   c.sample_window_ms = r.i64();
   if (buf == 0 || buf > (1u << 20) || ref == 0 || ref > (1u << 30) || rec == 0 || rec > (1u << 20))
     r.fail("learner buffer sizes out of range");
+  // The learner keeps the crossing window in int64 milliseconds.
+  if (!(std::fabs(c.crossing_window_s) <= 1e12)) r.fail("learner crossing window out of range");
   c.buffer_events = static_cast<std::size_t>(buf);
   c.refresh_events = static_cast<std::size_t>(ref);
   c.crossing_records = static_cast<std::size_t>(rec);
@@ -850,6 +1034,10 @@ void read_same(Reader& r, std::vector<std::int64_t>& v, const char* what) {
   if (x.size() != v.size()) r.fail(std::string("learner ") + what + " size does not match");
   v = std::move(x);
 }
+
+// Timestamps (ms) within +-2^62: the learner subtracts them, which must not overflow.
+constexpr std::int64_t kMaxAbsTs = std::int64_t{1} << 62;
+bool ts_ok(std::int64_t t) noexcept { return t >= -kMaxAbsTs && t <= kMaxAbsTs; }
 
 }  // namespace
 
@@ -894,12 +1082,19 @@ void LeverageLearner::load(Reader& r) {
   }
   read_same(r, m.x_ts_, "x_ts");
   read_same(r, m.b_ts_, "b_ts");
+  for (const auto* v : {&m.x_ts_, &m.b_ts_})
+    for (std::int64_t t : *v)
+      if (!ts_ok(t)) r.fail("learner timestamp out of range");
+  if (!(m.tau_ms_ > 0.0) || !(m.cross_ >= 0.0 && m.cross_ <= 1.0)) r.fail("learner constants out of range");
   for (double* x : {&m.s1_, &m.s2_, &m.sn_, &m.oi_usd_, &m.log_size_, &m.kappa_, &m.unit_, &m.gbar_,
                     &m.loglik_sum_}) {
     *x = r.f64();
     if (!std::isfinite(*x)) r.fail("non-finite learner statistic");
   }
-  for (std::int64_t* x : {&m.acc_ts_, &m.last_oi_ts_, &m.nbar_ts_, &m.last_refresh_ts_}) *x = r.i64();
+  for (std::int64_t* x : {&m.acc_ts_, &m.last_oi_ts_, &m.nbar_ts_, &m.last_refresh_ts_}) {
+    *x = r.i64();
+    if (!ts_ok(*x)) r.fail("learner timestamp out of range");
+  }
   m.acc_started_ = r.boolean();
   m.oi_seen_ = r.boolean();
   const std::uint64_t xh = r.u64(), xc = r.u64(), bh = r.u64(), bc = r.u64();
@@ -952,7 +1147,13 @@ void SideBook::load_openings(Reader& r, const PriceGrid& g) {
   const auto n = static_cast<std::size_t>(g.n);
   std::vector<double> o(rows * n, 0.0);
   for (std::size_t t = 0; t < rows; ++t) {
-    if (olo[t] > ohi[t]) continue;
+    if (olo[t] > ohi[t]) {
+      // Empty: the fresh book's sentinels (any other empty range would let the
+      // next opening stretch the row over bins outside the grid).
+      olo[t] = olo_[t];
+      ohi[t] = ohi_[t];
+      continue;
+    }
     if (olo[t] < g.k0 || ohi[t] >= g.k0 + g.n) r.fail("openings row outside the grid");
     double* row = o.data() + t * n + static_cast<std::size_t>(olo[t] - g.k0);
     const auto len = static_cast<std::size_t>(ohi[t] - olo[t] + 1);
@@ -980,6 +1181,11 @@ void Engine::save_learner_sections(Writer& w) const {
     auto s = w.section(kCasc, 1, 0, false);  // cascade: config, then learned state
     write_cascade_config(w, cfg_.cascade);
     cascade_.save(w);
+  }
+  {
+    auto s = w.section(kFcst, 1, 0, false);  // horizon forecast: config, then state
+    write_forecast_config(w, cfg_.forecast);
+    fc_.save(w);
   }
   {
     auto s = w.section(kLlrn, 1, 0, false);  // Leverage Learner: config, cross priors, learners, openings
@@ -1013,6 +1219,20 @@ bool Engine::load_learner_section(const SectionHeader& h, Reader& body, bool con
       body.fail(std::string("invalid cascade config: ") + e.what());
     }
     if (!config_only) cascade_.load(body);
+    return true;
+  }
+  if (h.tag == kFcst) {
+    serial::check_version(h, 1);
+    const ForecastConfig c = read_forecast_config(body);
+    Forecaster f;
+    try {
+      f = Forecaster(c, venues_.size());
+    } catch (const std::invalid_argument& e) {
+      body.fail(std::string("invalid forecast config: ") + e.what());
+    }
+    if (!config_only) f.load(body, cfg_.step);
+    fc_ = std::move(f);  // config and state together, once both read
+    cfg_.forecast = c;
     return true;
   }
   if (h.tag == kLlrn) {
