@@ -216,8 +216,13 @@ bool Calibrator::observe(std::size_t slot, Side side, PriceKind kind, double rep
     st.lq_var += (d * (lq - st.lq_mean) - st.lq_var) / st.lq_n;
     st.q_max = std::max(st.q_max, notional_usd);
   }
+  // No mark yet: its time is a sentinel, so the age must not be computed (overflow).
+  if (mark_px_[slot] <= 0.0) {
+    ++st.no_reference;
+    return false;
+  }
   const std::int64_t age = ts - mark_ts_[slot];
-  if (mark_px_[slot] <= 0.0 || age < 0 || age > cfg_.fresh_ms) {
+  if (age < 0 || age > cfg_.fresh_ms) {
     ++st.no_reference;
     return false;
   }
