@@ -43,14 +43,33 @@ void SideBook::regrid(const PriceGrid& old_grid, const PriceGrid& new_grid) {
   std::vector<double> h(nn, 0.0);
   if (on > 0) std::copy_n(map_.begin(), on, h.begin() + static_cast<std::ptrdiff_t>(shift));
   map_.swap(h);
-  // The Leverage Learner's openings book is laid on the level grid.
+  // The openings book has its own entry window: nothing to re-lay.
+}
+
+void SideBook::cover_openings(std::int64_t e) {
+  if (on_ > 0 && e >= ok0_ && e < ok0_ + on_) return;
+  std::int64_t k0, n;
+  if (on_ == 0) {
+    k0 = e - 64;
+    n = 129;
+  } else {
+    const std::int64_t pad = std::max<std::int64_t>(64, on_ / 2);
+    const std::int64_t old_hi = ok0_ + on_ - 1;
+    k0 = e < ok0_ ? e - pad : ok0_;
+    const std::int64_t hi = e > old_hi ? e + pad : old_hi;
+    n = hi - k0 + 1;
+  }
   const std::size_t rows = oratio_.size();
-  std::vector<double> o(rows * nn, 0.0);
-  if (on > 0 && !o_.empty())
+  std::vector<double> o(rows * static_cast<std::size_t>(n), 0.0);
+  if (on_ > 0) {
+    const auto shift = static_cast<std::size_t>(ok0_ - k0);
     for (std::size_t t = 0; t < rows; ++t)
-      std::copy_n(o_.begin() + static_cast<std::ptrdiff_t>(t * on), on,
-                  o.begin() + static_cast<std::ptrdiff_t>(t * nn + shift));
+      std::copy_n(o_.begin() + static_cast<std::ptrdiff_t>(t * static_cast<std::size_t>(on_)), on_,
+                  o.begin() + static_cast<std::ptrdiff_t>(t * static_cast<std::size_t>(n) + shift));
+  }
   o_.swap(o);
+  ok0_ = k0;
+  on_ = n;
 }
 
 void SideBook::layout_tier_maps(bool keep) {
@@ -240,10 +259,9 @@ double SideBook::consume(const PriceGrid& g, double price) {
     }
   }
   // The openings book is crossed under the same rule (its own entry range).
-  const auto n = static_cast<std::size_t>(g.n);
   for (std::size_t t = 0; t < oratio_.size(); ++t) {
     if (olo_[t] > ohi_[t]) continue;
-    double* orow = o_.data() + t * n;
+    double* orw = orow(t);
     const double r = oratio_[t];
     std::int64_t first, last;
     if (side_ == Side::long_) {
@@ -260,7 +278,7 @@ double SideBook::consume(const PriceGrid& g, double price) {
       olo_[t] = last + 1;
     }
     for (std::int64_t e = first; e <= last; ++e) {
-      double& q = orow[e - g.k0];
+      double& q = orw[e - ok0_];
       if (q == 0.0) continue;
       oconsumed_usd_[t] += q * static_cast<double>(e) * r * g.step;
       otot_[t] -= q;
@@ -376,40 +394,38 @@ void SideBook::set_cross_distance(double distance) {
   }
 }
 
-void SideBook::add_openings(const PriceGrid& g, std::int64_t e, double qty) {
-  const auto n = static_cast<std::size_t>(g.n);
+void SideBook::add_openings(const PriceGrid& /*g*/, std::int64_t e, double qty) {
+  cover_openings(e);
   for (std::size_t t = 0; t < oratio_.size(); ++t) {
-    o_[t * n + static_cast<std::size_t>(e - g.k0)] += qty;
+    orow(t)[e - ok0_] += qty;
     otot_[t] += qty;
     olo_[t] = std::min(olo_[t], e);
     ohi_[t] = std::max(ohi_[t], e);
   }
 }
 
-void SideBook::age_openings(const PriceGrid& g, const double* factor_per_tier) {
-  const auto n = static_cast<std::size_t>(g.n);
+void SideBook::age_openings(const PriceGrid& /*g*/, const double* factor_per_tier) {
   for (std::size_t t = 0; t < oratio_.size(); ++t) {
     if (olo_[t] > ohi_[t]) continue;
-    double* row = o_.data() + t * n;
+    double* row = orow(t);
     const double factor = factor_per_tier[t % tiers()];
-    for (std::int64_t e = olo_[t]; e <= ohi_[t]; ++e) row[e - g.k0] *= factor;
+    for (std::int64_t e = olo_[t]; e <= ohi_[t]; ++e) row[e - ok0_] *= factor;
     otot_[t] *= factor;
   }
 }
 
-void SideBook::openings_near(const PriceGrid& g, double x_lo, double x_hi, const double* scale,
+void SideBook::openings_near(const PriceGrid& /*g*/, double x_lo, double x_hi, const double* scale,
                              double* out) const {
-  const auto n = static_cast<std::size_t>(g.n);
   for (std::size_t t = 0; t < oratio_.size(); ++t) {
     out[t] = 0.0;
     if (olo_[t] > ohi_[t]) continue;
     const double r = oratio_[t] / scale[t % tiers()];
     const auto e_lo = std::max(static_cast<std::int64_t>(std::ceil(x_lo / r)), olo_[t]);
     const auto e_hi = std::min(static_cast<std::int64_t>(std::floor(x_hi / r)), ohi_[t]);
-    const double* row = o_.data() + t * n;
-    double s = 0.0;
-    for (std::int64_t e = e_lo; e <= e_hi; ++e) s += row[e - g.k0];
-    out[t] = s;
+    const double* row = orow(t);
+    double sum = 0.0;
+    for (std::int64_t e = e_lo; e <= e_hi; ++e) sum += row[e - ok0_];
+    out[t] = sum;
   }
 }
 

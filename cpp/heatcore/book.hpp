@@ -135,6 +135,10 @@ class SideBook {
   void deposit(const PriceGrid& g, std::size_t t, std::int64_t e, double qty, double sign);
   // Make the entry window cover entry bin e (amortised: grows with headroom).
   void cover_entry(std::int64_t e);
+  // Make the openings window cover entry bin e (amortised, like cover_entry).
+  void cover_openings(std::int64_t e);
+  double* orow(std::size_t t) noexcept { return o_.data() + t * static_cast<std::size_t>(on_); }
+  const double* orow(std::size_t t) const noexcept { return o_.data() + t * static_cast<std::size_t>(on_); }
   // Lay out the per-tier map windows for the entry window and the ratios; keeps
   // the values of M where old and new windows overlap when `keep` is set.
   void layout_tier_maps(bool keep);
@@ -158,7 +162,8 @@ class SideBook {
   std::vector<std::int64_t> lo_, hi_;  // per tier, absolute entry bins that may hold mass
   std::vector<double> map_;        // n, USD at the liquidation level, mix-weighted
   double expected_usd_ = 0.0;
-  std::vector<double> o_;              // 2 tiers x n, openings book (base units per unit rate)
+  std::vector<double> o_;              // 2 tiers x on_, openings book (base units per unit rate)
+  std::int64_t ok0_ = 0, on_ = 0;      // openings window: absolute entry bins [ok0_, ok0_ + on_)
   std::vector<double> oratio_;         // 2 tiers: isolated, then cross-margined level / entry
   double cross_distance_ = 1.0;
   std::vector<double> otot_;           // per tier

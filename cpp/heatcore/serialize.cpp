@@ -445,7 +445,9 @@ void SideBook::load(Reader& r, const PriceGrid& g) {
   // The Leverage Learner's openings book lives on the level grid; its contents
   // are restored by the learner's own section (fresh and empty without one).
   set_cross_distance(cross_distance_);
-  o_.assign(oratio_.size() * static_cast<std::size_t>(g.n), 0.0);
+  o_.clear();
+  ok0_ = 0;
+  on_ = 0;
   map_sum_ = std::accumulate(map_.begin(), map_.end(), 0.0);
   layout_tier_maps(false);
   if (!has_tier_maps) {
@@ -1126,10 +1128,10 @@ void SideBook::save_openings(Writer& w, const PriceGrid& g) const {
   w.f64s(oconsumed_usd_);
   w.i64s(olo_);
   w.i64s(ohi_);
-  const auto n = static_cast<std::size_t>(g.n);
+  (void)g;
   for (std::size_t t = 0; t < oratio_.size(); ++t) {
     if (olo_[t] > ohi_[t]) continue;  // empty rows are not written
-    const double* row = o_.data() + t * n + static_cast<std::size_t>(olo_[t] - g.k0);
+    const double* row = orow(t) + (olo_[t] - ok0_);
     w.f64_span(row, static_cast<std::size_t>(ohi_[t] - olo_[t] + 1));
   }
 }
@@ -1144,18 +1146,27 @@ void SideBook::load_openings(Reader& r, const PriceGrid& g) {
   if (otot.size() != rows || ocons.size() != rows || olo.size() != rows || ohi.size() != rows)
     r.fail("openings book row count does not match");
   if (!finite_all(otot) || !finite_all(ocons)) r.fail("non-finite openings totals");
-  const auto n = static_cast<std::size_t>(g.n);
-  std::vector<double> o(rows * n, 0.0);
+  // The window is the union of the stored rows' ranges (it grows again on demand).
+  std::int64_t wlo = 0, whi = -1;
+  bool any = false;
+  for (std::size_t t = 0; t < rows; ++t) {
+    if (olo[t] > ohi[t]) continue;
+    if (olo[t] < g.k0 || ohi[t] >= g.k0 + g.n) r.fail("openings row outside the grid");
+    wlo = any ? std::min(wlo, olo[t]) : olo[t];
+    whi = any ? std::max(whi, ohi[t]) : ohi[t];
+    any = true;
+  }
+  const std::int64_t wn = any ? whi - wlo + 1 : 0;
+  std::vector<double> o(rows * static_cast<std::size_t>(wn), 0.0);
   for (std::size_t t = 0; t < rows; ++t) {
     if (olo[t] > ohi[t]) {
       // Empty: the fresh book's sentinels (any other empty range would let the
-      // next opening stretch the row over bins outside the grid).
+      // next opening stretch the row over bins outside the window).
       olo[t] = olo_[t];
       ohi[t] = ohi_[t];
       continue;
     }
-    if (olo[t] < g.k0 || ohi[t] >= g.k0 + g.n) r.fail("openings row outside the grid");
-    double* row = o.data() + t * n + static_cast<std::size_t>(olo[t] - g.k0);
+    double* row = o.data() + t * static_cast<std::size_t>(wn) + static_cast<std::size_t>(olo[t] - wlo);
     const auto len = static_cast<std::size_t>(ohi[t] - olo[t] + 1);
     r.f64_span(row, len);
     for (std::size_t i = 0; i < len; ++i)
@@ -1167,6 +1178,8 @@ void SideBook::load_openings(Reader& r, const PriceGrid& g) {
   olo_ = std::move(olo);
   ohi_ = std::move(ohi);
   o_ = std::move(o);
+  ok0_ = wlo;
+  on_ = wn;
   map_sum_ = msum;
 }
 
