@@ -42,46 +42,30 @@ def _side(ctx: Context, s: Any) -> str:
     raise ctx.fail("bad_side", f"position side must be Buy or Sell, got {s!r}")
 
 
-def _all_liq(ctx: Context, row: Any, out: list[Record]) -> None:
-    row = ctx.obj(row, "allLiquidation row")
-    symbol = ctx.text(row.get("s"), "s")
+def _liq(ctx: Context, row: Any, out: list[Record], what: str, fields: tuple[str, str, str, str, str],
+         sampled: bool) -> None:
+    """One liquidation row; ``fields`` names symbol, side, time, price and size in this layout."""
+    f_sym, f_side, f_ts, f_px, f_sz = fields
+    row = ctx.obj(row, what)
+    symbol = ctx.text(row.get(f_sym), f_sym)
     if not ctx.wanted(symbol):
         return
-    side = _side(ctx, row.get("S"))
-    ts = ctx.ts_ms(row.get("T"), "T")
-    price = ctx.num(row.get("p"), "p")
-    size = ctx.num(row.get("v"), "v")
-    ctx.liquidation(
-        out,
-        ts,
-        symbol,
-        side,
-        price,
-        _instrument(ctx, symbol).notional_usd(size, price),
-        "bankruptcy",
-        sampled=False,
-    )
+    side = _side(ctx, row.get(f_side))
+    ts = ctx.ts_ms(row.get(f_ts), f_ts)
+    price = ctx.num(row.get(f_px), f_px)
+    size = ctx.num(row.get(f_sz), f_sz)
+    ctx.liquidation(out, ts, symbol, side, price, _instrument(ctx, symbol).notional_usd(size, price),
+                    "bankruptcy", sampled=sampled)
+
+
+def _all_liq(ctx: Context, row: Any, out: list[Record]) -> None:
+    # allLiquidation: complete, batched every 500 ms.
+    _liq(ctx, row, out, "allLiquidation row", ("s", "S", "T", "p", "v"), sampled=False)
 
 
 def _legacy_liq(ctx: Context, row: Any, out: list[Record]) -> None:
-    row = ctx.obj(row, "liquidation data")
-    symbol = ctx.text(row.get("symbol"), "symbol")
-    if not ctx.wanted(symbol):
-        return
-    side = _side(ctx, row.get("side"))
-    ts = ctx.ts_ms(row.get("updatedTime"), "updatedTime")
-    price = ctx.num(row.get("price"), "price")
-    size = ctx.num(row.get("size"), "size")
-    ctx.liquidation(
-        out,
-        ts,
-        symbol,
-        side,
-        price,
-        _instrument(ctx, symbol).notional_usd(size, price),
-        "bankruptcy",
-        sampled=True,
-    )
+    # The deprecated liquidation.{symbol} topic pushed at most one event per second.
+    _liq(ctx, row, out, "liquidation data", ("symbol", "side", "updatedTime", "price", "size"), sampled=True)
 
 
 def _ticker(ctx: Context, msg: Any, out: list[Record]) -> None:
