@@ -173,8 +173,10 @@ class EvaluationReport:
         for m in MODELS:
             ll, top = o[f"loglik_{m}"], o[f"top_decile_precision_{m}"]
             lines.append(f"| {m} | {_fmt(ll)} | {_fmt(top)} |")
-        brier = ("n/a (no cascade forecast yet)" if o["cascade_brier"] is None
-                 else _fmt(o["cascade_brier"]))
+        brier = ("n/a (no resolved cascade forecast)" if o.get("cascade_brier") is None
+                 else f"{_fmt(o['cascade_brier'])} learned / {_fmt(o.get('cascade_brier_static'))} static / "
+                      f"{_fmt(o['cascade_brier_climatology'])} climatology over "
+                      f"{o.get('cascade_occasions', 0)} occasions x levels")
         lines += ["", f"unexplained rate {_fmt(o['unexplained_rate'])}; window coverage "
                   f"{_fmt(o['window_coverage'])}; cascade Brier: {brier}."]
         if not self.learner_active:
@@ -257,7 +259,7 @@ def _scores_dict(s: _Score, unexplained: float | None) -> dict[str, Any]:
         d[f"loglik_{m}"] = float(s.ll[i] / s.n) if s.n else None
     for i, m in enumerate(MODELS):
         d[f"top_decile_precision_{m}"] = float(s.credit[i] / s.pair_q) if s.pair_q > 0 else None
-    d["cascade_brier"] = None
+    d["cascade_brier"] = None  # overall only: filled by evaluate() from the cascade forecasts
     d["cascade_brier_climatology"] = None
     d["unexplained_rate"] = unexplained
     d["window_coverage"] = float(s.pairs_in / s.pairs_total) if s.pairs_total else None
@@ -330,9 +332,14 @@ def evaluate(events: np.ndarray, symbol: str = "BTCUSDT", step: float | None = N
     # Only snapshots that score something are computed.
     b_ll = b_ll[np.searchsorted(liq_ts, b_ll + every_ms) > np.searchsorted(liq_ts, b_ll)]
     b_dec = b_dec[np.searchsorted(liq_ts, b_dec + h_ms) > np.searchsorted(liq_ts, b_dec)]
-    bounds = np.union1d(b_ll, b_dec)
+    # Cascade forecasts on their own clock: every decile_every_s, whatever follows
+    # (selecting occasions by the liquidations after them would leak the outcome).
+    b_casc = run.clock(run.dec_ms) if ts.size else np.zeros(0, dtype=np.int64)
+    bounds = np.union1d(np.union1d(b_ll, b_dec), b_casc)
     is_ll = set(b_ll.tolist())
     is_dec = set(b_dec.tolist())
+    is_casc = set(b_casc.tolist())
+    casc: list[tuple[int, str, np.ndarray, np.ndarray, np.ndarray]] = []
 
     # Timeline of log-lik gains over uniform (all venues), bucketed for plots.
     span_s = float(ts[-1] - ts[0]) / 1000.0 if ts.size else 0.0
@@ -340,7 +347,16 @@ def evaluate(events: np.ndarray, symbol: str = "BTCUSDT", step: float | None = N
     tl: dict[int, np.ndarray] = {}
     event_ll = np.full((len(MODELS), liq_ts.size), np.nan) if keep_event_scores else None
     bar = Progress(stream.size, f"evaluate {symbol}", enabled=progress)
-    for b, k_lo, w, fc in run.snapshots(bounds, bar):
+    for b, k_lo, w, fc in run.snapshots(bounds, bar, always=is_casc):
+        if b in is_casc:
+            for side in ("long", "short"):
+                cl, cs = learned.cascade(side, 10), run.static.cascade(side, 10)
+                n = min(cl.size, cs.size)
+                if n:
+                    casc.append((b, side, cl["price"][:n].copy(), cl["probability"][:n].copy(),
+                                 cs["probability"][:n].copy()))
+        if fc is None:
+            continue
         if b in is_ll:
             lo = np.searchsorted(liq_ts, b, side="left")
             hi = np.searchsorted(liq_ts, b + every_ms, side="left")
@@ -376,6 +392,7 @@ def evaluate(events: np.ndarray, symbol: str = "BTCUSDT", step: float | None = N
         tot_n += n
         unexplained[v] = u / n if n else None
     overall = _scores_dict(scores["all"], tot_u / tot_n if tot_n else None)
+    overall.update(_cascade_brier(casc, stream, float(learned.cascade_config()["horizon_s"])))
     pv = {v: _scores_dict(scores[v], unexplained.get(v)) for v in scored_venues}
     state = {v: learned.forecast_state(v) for v in scored_venues}
     glob = learned.forecast_state()
@@ -395,6 +412,42 @@ def evaluate(events: np.ndarray, symbol: str = "BTCUSDT", step: float | None = N
                             timeline=timeline, mixes=mixes, tiers=learned.tiers.tolist(),
                             learner_active=_learner_active(learned, static),
                             event_scores=None if event_ll is None else _event_table(run, event_ll))
+
+
+def _cascade_brier(casc: list[tuple[int, str, np.ndarray, np.ndarray, np.ndarray]], stream: np.ndarray,
+                   horizon_s: float) -> dict[str, Any]:
+    """Brier scores of "price reaches cascade level k within the horizon", resolved
+    against the stream's own prices, for the learned and the static cascade and
+    for climatology (each level's base rate over the whole run, a strict
+    baseline that knows the future). Occasions whose horizon runs past the end
+    of the stream are dropped."""
+    out: dict[str, Any] = {"cascade_brier": None, "cascade_brier_static": None,
+                           "cascade_brier_climatology": None, "cascade_occasions": 0}
+    prices = stream[stream["kind"] == 0]
+    if not casc or prices.size == 0:
+        return out
+    p_ts, p_px = prices["ts"], prices["price"]
+    h_ms = int(horizon_s * 1000)
+    rows: list[tuple[int, float, float, float]] = []  # level index, outcome, p learned, p static
+    for b, side, lvl, pl, ps in casc:
+        if b + h_ms > int(p_ts[-1]):
+            continue
+        a, z = np.searchsorted(p_ts, b, side="left"), np.searchsorted(p_ts, b + h_ms, side="right")
+        if z <= a:
+            continue
+        seg = p_px[a:z]
+        hit = seg.min() <= lvl if side == "long" else seg.max() >= lvl
+        rows.extend((k, float(hit[k]), float(pl[k]), float(ps[k])) for k in range(lvl.size))
+    if not rows:
+        return out
+    r = np.array(rows)
+    k, y = r[:, 0].astype(int), r[:, 1]
+    base = np.bincount(k, weights=y) / np.maximum(np.bincount(k), 1)
+    out.update(cascade_brier=float(np.mean((r[:, 2] - y) ** 2)),
+               cascade_brier_static=float(np.mean((r[:, 3] - y) ** 2)),
+               cascade_brier_climatology=float(np.mean((base[k] - y) ** 2)),
+               cascade_occasions=len({(c[0], c[1]) for c in casc if c[0] + h_ms <= int(p_ts[-1])}))
+    return out
 
 
 def _event_table(run: _Run, ll: np.ndarray) -> np.ndarray:
@@ -474,8 +527,8 @@ class _Run:
         return np.arange((int(ts[0]) // every_ms + 1) * every_ms, int(ts[-1]) + every_ms,
                          every_ms, dtype=np.int64)
 
-    def snapshots(self, bounds: np.ndarray, bar: Progress | None = None
-                  ) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    def snapshots(self, bounds: np.ndarray, bar: Progress | None = None, always: set[int] | None = None
+                  ) -> Iterator[tuple[int, int, int, np.ndarray | None]]:
         """For each time ``b`` in ``bounds`` (ascending): ingest every event with
         ``ts < b`` into both engines, then yield ``(b, k_lo, w, fc)`` with ``fc`` the
         forecasts ``(model, slot row, side, bin)`` on bins ``k_lo .. k_lo+w-1``."""
@@ -489,6 +542,8 @@ class _Run:
                     bar.update(cut)
             anchor = float(self.learned.forecast_state()["anchor_price"])
             if not (anchor > 0):
+                if always is not None and b in always:
+                    yield b, 0, 0, None  # the caller reads the engines itself
                 continue
             k_lo = max(math.floor(anchor * (1 - self.wpct) / self.step), 1)
             w = math.ceil(anchor * (1 + self.wpct) / self.step) - k_lo + 1
@@ -536,7 +591,8 @@ def pre_event_forecasts(events: np.ndarray, ts_ms: int, symbol: str = "BTCUSDT",
         raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
     b = (int(ts_ms) // run.every_ms) * run.every_ms
     for snap_ts, k_lo, _, fc in run.snapshots(np.array([b], dtype=np.int64)):
-        return snap_ts, k_lo, fc
+        if fc is not None:
+            return snap_ts, k_lo, fc
     raise ValueError("no price before that time: nothing to forecast from")
 
 
