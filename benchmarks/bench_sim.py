@@ -12,43 +12,15 @@ the same liquidations.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
+from reference_sim import naive_liquidations
 
-from heatcore import venues as hv
 from heatcore.sim import SimResult, simulate
 
 # A small market the naive scan can still afford (it costs legs x seconds).
 SMALL = dict(hours=1.0, seed=8, venues=("bybit", "okx", "deribit"), oi_scale=0.2,
              daily_vol=0.15, keep_positions=True)
-
-
-def naive_liquidations(res: SimResult) -> dict[int, int]:
-    """Leg -> liquidation second by scanning every open leg every second."""
-    cfg, tr = res.config, res.truth
-    pos = tr.positions
-    assert pos is not None
-    t0, chunk = cfg.start_ts_ms, math.gcd(60, cfg.oi_interval_s)
-    marks = tr.marks
-    slot = {hv.venue_id(v): i for i, v in enumerate(res.venues)}
-    vi = np.array([slot[int(c)] for c in pos["venue"]])
-    open_s = (pos["open_ts"] - t0) // 1000
-    eligible = np.where(pos["open_ts"] < t0, 0, (open_s // chunk + 1) * chunk)
-    stop = ((pos["close_ts"] - t0) // 1000 // chunk + 1) * chunk
-    is_long = pos["side"] == 1
-    alive = np.ones(pos.size, bool)
-    out: dict[int, int] = {}
-    for sec in range(marks.shape[1]):
-        m = marks[vi, sec]
-        hit = alive & (eligible <= sec) & (stop > sec) & np.where(
-            is_long, m <= pos["liq_price"], m >= pos["liq_price"])
-        idx = np.flatnonzero(hit)
-        out.update(zip(idx.tolist(), [sec] * idx.size, strict=True))
-        alive[idx] = False
-        alive[idx ^ 1] = False
-    return out
 
 
 def _found(res: SimResult) -> dict[int, int]:

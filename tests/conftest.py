@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# The numpy reference models live in benchmarks/ (not shipped); tests compare against them.
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -3,17 +3,12 @@ on random streams of prices and open interest."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from reference import ReferenceEngine
 
 import heatcore as hc
 from heatcore.venues import venue_id
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from reference import ReferenceEngine
 
 
 def random_stream(seed: int, venues: list[str], n: int = 600) -> np.ndarray:

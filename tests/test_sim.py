@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
+from reference_sim import naive_liquidations
 
 import heatcore as hc
 from heatcore import venues as hv
@@ -297,43 +296,13 @@ def test_cross_margin_dies_farther(small: SimResult) -> None:
     assert not np.any(pos["cross"][pos["venue"] == _code("kraken")])
 
 
-def _naive_liquidations(res: SimResult) -> dict[int, int]:
-    """Leg -> second of liquidation, by scanning every open leg against every venue mark
-    every second (the simulator must agree without ever doing this).
-
-    Timing follows the simulator's documented bookkeeping: legs opened during a chunk
-    join the book at its end; planned closes take effect at the end of their chunk.
-    """
-    cfg, tr = res.config, res.truth
-    pos = tr.positions
-    t0, chunk = cfg.start_ts_ms, math.gcd(60, cfg.oi_interval_s)
-    marks = tr.marks
-    slot = {hv.venue_id(v): i for i, v in enumerate(res.venues)}
-    vi = np.array([slot[int(c)] for c in pos["venue"]])
-    open_s = (pos["open_ts"] - t0) // 1000
-    eligible = np.where(pos["open_ts"] < t0, 0, (open_s // chunk + 1) * chunk)
-    stop = ((pos["close_ts"] - t0) // 1000 // chunk + 1) * chunk
-    is_long = pos["side"] == 1
-    alive = np.ones(pos.size, bool)
-    out: dict[int, int] = {}
-    for sec in range(marks.shape[1]):
-        m = marks[vi, sec]
-        hit = alive & (eligible <= sec) & (stop > sec) & np.where(
-            is_long, m <= pos["liq_price"], m >= pos["liq_price"])
-        for leg in np.flatnonzero(hit).tolist():
-            out[leg] = sec
-        alive[hit] = False
-        alive[np.flatnonzero(hit) ^ 1] = False  # the partner leg closes with it
-    return out
-
-
 def test_crossing_engine_matches_a_naive_scan() -> None:
     res = simulate(hours=0.5, seed=8, venues=("bybit", "okx", "deribit"), oi_scale=0.2,
                    daily_vol=0.25, keep_positions=True)
     liq = res.truth.liquidations
     got = dict(zip(liq["leg"].tolist(), ((liq["ts"] - res.config.start_ts_ms) // 1000).tolist(),
                    strict=True))
-    want = _naive_liquidations(res)
+    want = naive_liquidations(res)
     assert len(want) > 200
     assert got == want
     # and every liquidated leg's record is its position's
