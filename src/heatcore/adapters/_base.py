@@ -213,6 +213,15 @@ class Context:
         return AdapterError(reason, message, self.venue)
 
     # -- helpers --------------------------------------------------------------
+    def closed_side(self, order_side: Any, sell: str, buy: str, field: str) -> str:
+        """The liquidated position from the side of the order that closed it: the
+        engine sells to close a long (``sell`` -> "long") and buys to close a short."""
+        if order_side == sell:
+            return "long"
+        if order_side == buy:
+            return "short"
+        raise self.fail("bad_side", f"{field} must be {buy} or {sell}, got {order_side!r}")
+
     def wanted(self, symbol: str) -> bool:
         """False (and counted) when a symbol filter excludes ``symbol``."""
         if self.symbols is None or self.symbols(symbol):

@@ -36,12 +36,7 @@ def _force_order(ctx: Context, msg: Any, out: list[Record]) -> None:
     if not ctx.wanted(symbol):
         return
     s = o.get("S")
-    if s == "SELL":
-        side = "long"
-    elif s == "BUY":
-        side = "short"
-    else:
-        raise ctx.fail("bad_side", f"order side o.S must be BUY or SELL, got {s!r}")
+    side = ctx.closed_side(s, "SELL", "BUY", "order side o.S")
     ts = ctx.ts_ms(o.get("T", msg.get("E")), "o.T")
     filled = ctx.opt_num(o.get("z"), "o.z")
     avg = ctx.opt_num(o.get("ap"), "o.ap")

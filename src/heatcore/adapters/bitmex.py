@@ -27,12 +27,7 @@ def _liq(ctx: Context, row: Any, out: list[Record]) -> None:
     if not ctx.wanted(symbol):
         return
     s = row.get("side")
-    if s == "Sell":
-        side = "long"
-    elif s == "Buy":
-        side = "short"
-    else:
-        raise ctx.fail("bad_side", f"side must be Buy or Sell, got {s!r}")
+    side = ctx.closed_side(s, "Sell", "Buy", "side")
     price = ctx.num(row.get("price"), "price")
     qty = ctx.num(row.get("leavesQty"), "leavesQty")
     order_id = row.get("orderID")

@@ -30,12 +30,7 @@ def _liq(ctx: Context, row: Any, out: list[Record]) -> None:
     offset = row.get("offset", "close")
     if offset != "close":
         raise ctx.fail("bad_side", f"a liquidation must close a position, offset {offset!r}")
-    if d == "sell":
-        side = "long"
-    elif d == "buy":
-        side = "short"
-    else:
-        raise ctx.fail("bad_side", f"direction must be buy or sell, got {d!r}")
+    side = ctx.closed_side(d, "sell", "buy", "direction")
     ts = ctx.ts_ms(row.get("created_at"), "created_at")
     price = ctx.num(row.get("price"), "price")
     amount = ctx.opt_num(row.get("amount"), "amount")

@@ -41,12 +41,7 @@ def _fill(ctx: Context, user: str | None, f: Any, out: list[Record]) -> None:
         ctx.skip("liquidator_fill")
         return
     s = f.get("side")
-    if s == "A":
-        side = "long"
-    elif s == "B":
-        side = "short"
-    else:
-        raise ctx.fail("bad_side", f"side must be A or B, got {s!r}")
+    side = ctx.closed_side(s, "A", "B", "side")
     d = f.get("dir")
     if isinstance(d, str) and (("Long" in d) != ("Short" in d)):
         if ("Long" in d) != (side == "long"):

@@ -23,12 +23,7 @@ VENUE = "okx"
 def _detail(ctx: Context, inst_id: str, inst_type: str, d: Any, out: list[Record]) -> None:
     d = ctx.obj(d, "details[]")
     s = d.get("side")
-    if s == "sell":
-        side = "long"
-    elif s == "buy":
-        side = "short"
-    else:
-        raise ctx.fail("bad_side", f"details.side must be buy or sell, got {s!r}")
+    side = ctx.closed_side(s, "sell", "buy", "details.side")
     pos = d.get("posSide")
     if pos in ("long", "short") and pos != side:
         raise ctx.fail("inconsistent_side", f"order side {s!r} contradicts posSide {pos!r}")
