@@ -30,7 +30,9 @@
 // The forecast walks the current map from the current price (`walk`): level 1
 // is reached with a volatility reach probability (reflection principle, vol
 // learned from price updates); each next level either by the modelled impact of
-// the previous level's expected liquidations or by volatility alone.
+// the previous level's expected liquidations or by volatility alone. The
+// learned walk weighs the impact term by the evidence on the observed/mapped
+// fraction (none before chains have crossed levels).
 //
 // Recalibration (per level, only from the engine's own forecasts once they have
 // resolved: recorded at a cadence, resolved after the horizon against the
@@ -44,10 +46,9 @@
 //   * the raw walk.
 // Every resolved forecast scores the three candidates as they were issued
 // (running Brier, forgetting at calibration_half_life). The issued probability
-// is the raw walk unless an alternative beats it by a paired test on the
-// squared-error differences: then it moves from raw towards the better
-// alternative in proportion to the z. The z needed grows with the raw walk's own
-// skill over the base rate (a calibrated raw walk is left only on strong evidence).
+// is the raw walk unless an alternative beats it by a paired significance test
+// on the squared-error differences (z > 2 on at least 4 effective forecasts):
+// then it moves from raw towards the better alternative in proportion to the z.
 //
 // Memory: every buffer is sized at construction (fixed-capacity rings for the
 // chain history and the pending forecasts). Per event the tracker does O(levels)
