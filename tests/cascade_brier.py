@@ -39,6 +39,7 @@ class BrierReport:
     static: np.ndarray
     clim_full: np.ndarray
     clim_online: np.ndarray
+    not_monotone: int = 0    # learned forecasts whose probability rose or confidence did not fall with depth
 
     def table(self) -> str:
         rows = ["level  n     base   learned  learn-off  clim(full)  clim(online)"]
@@ -73,6 +74,7 @@ def evaluate(result: sim.SimResult, *, every_s: float = 300.0, horizon_s: float 
     times = np.arange(t_first + int(warmup_s * 1000), t_last - horizon_ms, int(every_s * 1000))
     cut = np.searchsorted(ev["ts"], times, side="right")
     rec: dict[str, list] = {"learned": [], "static": [], "reached": [], "t": []}
+    not_monotone = 0
     start = 0
     for t, c in zip(times, cut, strict=True):
         for eng in engines.values():
@@ -81,6 +83,8 @@ def evaluate(result: sim.SimResult, *, every_s: float = 300.0, horizon_s: float 
         for side in ("long", "short"):
             f = {name: eng.cascade(side, LEVELS) for name, eng in engines.items()}
             lv = f["learned"]
+            if np.any(np.diff(lv["probability"]) > 0) or np.any(np.diff(lv["confidence"]) >= 0):
+                not_monotone += 1
             p_learn = np.full(LEVELS, np.nan)
             p_static = np.full(LEVELS, np.nan)
             hit = np.zeros(LEVELS, dtype=bool)
@@ -116,7 +120,8 @@ def evaluate(result: sim.SimResult, *, every_s: float = 300.0, horizon_s: float 
         cum = np.concatenate([[0.0], np.cumsum(y)])
         rate = (cum[resolved_before] + 0.5) / (resolved_before + 1.0)
         out["online"][k] = np.mean((rate - y) ** 2)
-    report = BrierReport(LEVELS, n, out["base"], out["learned"], out["static"], out["full"], out["online"])
+    report = BrierReport(LEVELS, n, out["base"], out["learned"], out["static"], out["full"], out["online"],
+                         not_monotone)
     return report, {"state": engines["learned"].cascade_state(), "occasions": len(T)}
 
 

@@ -68,6 +68,11 @@ def test_learned_beats_learning_off_from_level_2(report):
     assert rep.learned[ok].sum() < 0.85 * rep.static[ok].sum()
 
 
+def test_recalibrated_probabilities_and_confidences_fall_with_depth(report):
+    rep, _ = report
+    assert rep.not_monotone == 0
+
+
 def test_level_1_is_not_made_worse_by_recalibration(report):
     # Level 1's raw forecast is the volatility reach probability, the same with
     # learning on or off, and already calibrated on the simulator: the gate must
