@@ -34,7 +34,8 @@ constexpr std::int64_t kStaleMarkMs = 600'000;
 // multiple of half_life (its evidence per tick is weak); observations before a fit.
 constexpr double kImpactHalfLives = 10.0;
 constexpr double kMinImpactObs = 50.0;
-constexpr double kUsdUnit = 1e6;            // increments are fitted in $1M (conditioning)  // a venue's mark older than this leaves the consensus
+constexpr double kUsdUnit = 1e6;            // increments are fitted in $1M (conditioning)
+constexpr std::int64_t kFirstLiqMs = 1000;  // a tick is used if its first liquidation came this early  // a venue's mark older than this leaves the consensus
 
 double norm_cdf(double z) noexcept { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 
@@ -184,6 +185,7 @@ void CascadeModel::on_liquidation(std::int64_t ts, Side side, double price, doub
                                   const Cluster* clusters, int n, bool learn) {
   if (side != Side::long_ && side != Side::short_) return;
   const auto si = static_cast<std::size_t>(side_index(side));
+  if (tick_ts_ > 0 && first_off_[si] < 0 && ts >= tick_ts_) first_off_[si] = ts - tick_ts_;
   ChainRecord& c = open_[si];
   if (c.events > 0 && ts - c.end_ts > cfg_.gap_ms) close_chain(si, learn);
   if (c.events == 0) {
@@ -517,7 +519,7 @@ void CascadeModel::on_tick(std::int64_t ts, bool learn) {
   if (have && interval_open_ && tick0_px_ > 0.0) {
     const double r = std::log(px / tick0_px_);
     for (std::size_t si = 0; si < 2; ++si)
-      if (iv_q1_[si] > iv_q0_[si] && learn && std::isfinite(r))
+      if (iv_ok_[si] && iv_q1_[si] > iv_q0_[si] && learn && std::isfinite(r))
         learn_chain_impact(si == 0 ? -r : r, iv_q0_[si], iv_q1_[si]);  // long liquidations push down
   }
   for (std::size_t si = 0; si < 2; ++si) {
@@ -528,6 +530,8 @@ void CascadeModel::on_tick(std::int64_t ts, bool learn) {
     iv_q1_[si] = q_now;
     q_tick_[si] = q_now;
     chain_tick_[si] = id;
+    iv_ok_[si] = first_off_[si] >= 0 && first_off_[si] < kFirstLiqMs;
+    first_off_[si] = -1;
   }
   interval_open_ = have;
   tick0_px_ = have ? px : 0.0;

@@ -23,9 +23,11 @@
 // liquidations were triggered by prices at the tick's start, their impact lands
 // within the tick). Non-linear least squares: the sufficient sums are kept for
 // every b on a grid (0.30..1.50 by 0.01), b is the grid minimum of the residual
-// sum of squares, scale its least-squares coefficient. Identified when ticks are
-// as short as the impact's delay (1 s marks); with longer ticks the diffusion
-// that triggered the liquidations enters the return and biases b down.
+// sum of squares, scale its least-squares coefficient. Only ticks whose first
+// liquidation came within kFirstLiqMs of the tick's start are used (the move
+// that triggered it then lies mostly before the tick). Identified when ticks are
+// as short as the impact's delay (1 s marks); with longer ticks the moves that
+// triggered later liquidations in the tick still enter the return and bias b down.
 //
 // The forecast walks the current map from the current price (`walk`): level 1
 // is reached with a volatility reach probability (reflection principle, vol
@@ -321,6 +323,10 @@ class CascadeModel {
   std::array<double, 2> q_tick_{};                    // chain USD when the current tick began
   std::array<std::int64_t, 2> chain_tick_{};          // chain start_ts then (0: none open)
   std::array<double, 2> iv_q0_{}, iv_q1_{};           // the waiting interval's notional increments
+  // CASC 1.3: offset of each side's first liquidation in the current tick (-1:
+  // none) and whether the waiting interval's first liquidation came early enough.
+  std::array<std::int64_t, 2> first_off_{-1, -1};
+  std::array<bool, 2> iv_ok_{};
   std::array<double, kImpactGrid> imp_ff_{}, imp_fr_{};
   double imp_rr_ = 0.0, imp_n_ = 0.0, imp_count_ = 0.0;
   double vol_r2_ = 0.0, vol_dt_ = 0.0;                // discounted sums of r^2 and seconds

@@ -795,6 +795,11 @@ void CascadeModel::save(Writer& w) const {
   w.f64(imp_rr_);
   w.f64(imp_n_);
   w.f64(imp_count_);
+  // ---- 1.3: first-liquidation offsets of the current tick, the waiting interval's admission.
+  for (std::size_t k = 0; k < 2; ++k) {
+    w.i64(first_off_[k]);
+    w.boolean(iv_ok_[k]);
+  }
 }
 
 void CascadeModel::load(Reader& r, int minor) {
@@ -894,6 +899,15 @@ void CascadeModel::load(Reader& r, int minor) {
     m.imp_rr_ = finite_nonneg(r.f64(), "impact sums out of range");
     m.imp_n_ = finite_nonneg(r.f64(), "impact sums out of range");
     m.imp_count_ = finite_nonneg(r.f64(), "impact sums out of range");
+  }
+  if (minor >= 3) {
+    for (std::size_t k = 0; k < 2; ++k) {
+      m.first_off_[k] = r.i64();
+      if (m.first_off_[k] < -1) r.fail("impact tick offset out of range");
+      m.iv_ok_[k] = r.boolean();
+    }
+  } else if (minor == 2) {
+    m.iv_ok_ = {true, true};  // 1.2 admitted every tick
   }
   *this = std::move(m);
 }
@@ -1283,7 +1297,7 @@ void Engine::save_learner_sections(Writer& w) const {
     calib_.save(w);
   }
   {
-    auto s = w.section(kCasc, 1, 2, false);  // cascade: config, then learned state (1.1: recalibration, 1.2: impact law)
+    auto s = w.section(kCasc, 1, 3, false);  // cascade: config, then learned state (1.1: recalibration, 1.2-1.3: impact law)
     write_cascade_config(w, cfg_.cascade);
     cascade_.save(w);
   }

@@ -403,8 +403,8 @@ void test_calibrator() {
 
 // The Cascade Learner on its own: the chain impact law is recovered exactly from
 // noiseless ticks; the recalibration issues the raw walk until its record says
-// otherwise; the model's state round-trips bit for bit (CASC 1.2) and a 1.0
-// reader of the same bytes keeps the learned walk.
+// otherwise; the model's state round-trips bit for bit and a 1.0
+// reader of the same bytes keeps the learned walk (CASC 1.3).
 void test_cascade() {
   hc::CascadeConfig cfg;
   hc::CascadeModel m(cfg, 2);
@@ -443,7 +443,7 @@ void test_cascade() {
   const auto bytes = w.take();
   hc::CascadeModel back(cfg, 2);
   serial::Reader r(bytes.data(), bytes.size());
-  back.load(r, 2);
+  back.load(r, 3);
   serial::Writer w2;
   back.save(w2);
   CHECK(w2.buffer() == bytes);
@@ -456,7 +456,7 @@ void test_cascade() {
   serial::Reader rc(bytes.data(), bytes.size() - 100);
   bool refused = false;
   try {
-    cut.load(rc, 2);
+    cut.load(rc, 3);
   } catch (const serial::SnapshotError&) {
     refused = true;
   }
