@@ -386,3 +386,41 @@ def test_record_with_nothing_received_is_exit_1(tmp_path: Path, capsys) -> None:
     assert err.strip().splitlines()[-1] == ("heatcore: error: no message received from any venue "
                                             "(unreachable or wrong URL?)")
     assert "Traceback" not in err and "bybit: messages=0" in out
+
+
+# -- optional dependencies ----------------------------------------------------------------
+
+def test_import_needs_numpy_only(tmp_path: Path) -> None:
+    """``import heatcore`` (and the command line's parser) with matplotlib, plotly,
+    tqdm and websockets unavailable; the progress bar falls back to plain text."""
+    code = (
+        "import sys, io\n"
+        "for m in ('matplotlib', 'plotly', 'tqdm', 'websockets'):\n"
+        "    sys.modules[m] = None\n"
+        "import heatcore, heatcore.plot, heatcore.cli, heatcore.replay\n"
+        "heatcore.cli.build_parser()\n"
+        "from heatcore.replay import Progress\n"
+        "b = io.StringIO(); p = Progress(10, 'x', stream=b, enabled=True)\n"
+        "p.update(10); p.close(); assert '100.0%' in b.getvalue()\n"
+        "print(sorted(m for m in ('matplotlib', 'plotly', 'tqdm', 'websockets') if sys.modules[m]))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(),
+                       timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("module", "argv", "words"), [
+    ("matplotlib", ["demo", "--hours", "0.5"], 'pip install "heatcore[plot]"'),
+    ("plotly", ["demo", "--hours", "0.5", "--no-plot", "--html", "{tmp}/x.html"], 'pip install "heatcore[html]"'),
+    ("websockets", ["record", "--venues", "bybit", "--out", "{tmp}/x.jsonl"], 'pip install "heatcore[live]"'),
+])
+def test_missing_extra_is_one_line_and_exit_1(module, argv, words, monkeypatch, tmp_path: Path,
+                                              capsys) -> None:
+    for m in [k for k in sys.modules if k == module or k.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, m)
+    monkeypatch.setitem(sys.modules, module, None)
+    rc, out, err = run([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
+    assert rc == 1 and out == ""
+    assert words in one_error_line(err)
+    assert not list(tmp_path.iterdir())  # failed before any work

@@ -322,3 +322,20 @@ def test_html_renders_in_headless_chromium(replayed, market, tmp_path: Path) -> 
     img = plt.imread(shot)[..., :3]
     colours = np.unique((img.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
     assert colours.shape[0] > 200  # a drawn heatmap, not a blank page
+
+
+def test_readme_pictures_exist_and_are_small() -> None:
+    """Every picture the README shows is committed under docs/, under ~150 kB, and
+    made by docs/make_figures.py."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    pictures = re.findall(r"\((docs/[\w.-]+\.png)\)", readme)
+    assert len(pictures) >= 6
+    maker = (root / "docs" / "make_figures.py").read_text(encoding="utf-8")
+    for rel in pictures:
+        path = root / rel
+        assert path.is_file(), rel
+        assert 5_000 < path.stat().st_size < 150_000, (rel, path.stat().st_size)
+        assert f'"{path.name}"' in maker, rel
+        img = plt.imread(path)
+        assert img.shape[0] > 300 and img.shape[1] > 600

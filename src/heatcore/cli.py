@@ -89,6 +89,15 @@ def _headless_matplotlib() -> Any:
     return require_matplotlib(headless=True)
 
 
+def _need_plotting(png: bool, html: bool = False) -> None:
+    """Fail at once (exit 1) when a requested figure needs an extra that is missing."""
+    if png:
+        _headless_matplotlib()
+    if html:
+        from .plot import require_plotly
+        require_plotly()
+
+
 def _check_out(path: str | None, what: str) -> None:
     """Refuse an output path whose directory does not exist, before any long work."""
     if path is None:
@@ -131,6 +140,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     _check_out(None if args.no_plot else args.out, "--out")
     _check_out(args.html, "--html")
+    _need_plotting(png=not args.no_plot, html=bool(args.html))
     progress = False if args.no_progress else None
     t_start = time.perf_counter()
     res = sim.simulate(hours=args.hours, seed=args.seed)
@@ -312,6 +322,7 @@ def _inspect(args: argparse.Namespace) -> int:
         venues = [v.strip() for item in args.venue for v in item.split(",") if v.strip()]
     if args.png:
         _check_out(args.png + "_profile.png", "--png")
+        _need_plotting(png=True)
     from .persist import SnapshotError
     try:
         info = inspect_snapshot(args.snapshot, venues, args.levels)

@@ -864,13 +864,14 @@ def _durations(args: Any, *names: str) -> list[float]:
 def _cmd_evaluate(args: Any) -> int:
     import sys
 
-    from .cli import _check_out, _headless_matplotlib
+    from .cli import _check_out, _headless_matplotlib, _need_plotting
 
     _check_file(args.file)
     if args.daily_csv:
         _check_file(args.daily_csv)
     if args.png:
         _check_out(args.png + "_x.png", "--png")
+        _need_plotting(png=True)
     if args.step is not None and not (args.step > 0):
         raise _usage_error("--step must be positive")
     horizon, every = _durations(args, "horizon", "every")
@@ -909,7 +910,7 @@ def _cmd_evaluate(args: Any) -> int:
 def _cmd_replay(args: Any) -> int:
     import sys
 
-    from .cli import _check_out, _headless_matplotlib
+    from .cli import _check_out, _headless_matplotlib, _need_plotting
     from .events import read_events_by_symbol
     from .replay import replay
     from .venues import base_asset, get_venue
@@ -917,6 +918,7 @@ def _cmd_replay(args: Any) -> int:
     _check_file(args.file)
     for opt in ("out", "profile", "forecast", "html", "snapshot"):
         _check_out(getattr(args, opt), f"--{opt}")
+    _need_plotting(png=bool(args.out or args.profile or args.forecast), html=bool(args.html))
     if args.step is not None and not (args.step > 0):
         raise _usage_error("--step must be positive")
     if args.venue is not None:

@@ -629,7 +629,7 @@ def plot_scores(report: EvaluationReport, *, path: PathLike | None = None) -> Fi
     for ax in axes:
         ax.set_xticks(x)
         ax.set_xticklabels([s for s, _ in scopes], rotation=30 if len(scopes) > 5 else 0)
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(f"{report.symbol}: forecast skill, horizon {report.horizon_s:g} s "
                  f"({report.overall.get('n_liquidations', 0):,} liquidations)")
     fig.tight_layout()
