@@ -181,17 +181,38 @@ def test_interrupt_is_130(monkeypatch, capsys) -> None:
     assert rc == 130 and one_error_line(err) == "heatcore: error: interrupted"
 
 
-def test_sigint_during_a_long_demo_exits_130(tmp_path: Path) -> None:
-    """A real Ctrl-C (SIGINT) to a running command: exit 130 and one line."""
-    p = subprocess.Popen([sys.executable, "-m", "heatcore", "demo", "--hours", "200", "--no-plot"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                         cwd=tmp_path)
-    time.sleep(3.0)  # imports done, well inside the 200-hour simulation
-    assert p.poll() is None, "the demo ended before it could be interrupted"
+def _interrupt(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``heatcore ARGV`` in a child, send it a real SIGINT (Ctrl-C) once it is
+    inside the command, and collect what it printed."""
+    code = ("import sys\nfrom heatcore import cli\nprint('ready', flush=True)\n"
+            f"sys.exit(cli.main({argv!r}))\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=_env(), cwd=cwd)
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(1.0)  # past argument parsing, inside the long command
+    assert p.poll() is None, "the command ended before it could be interrupted"
     p.send_signal(signal.SIGINT)
-    _out, err = p.communicate(timeout=120)
-    assert p.returncode == 130, err
-    assert one_error_line(err) == "heatcore: error: interrupted"
+    out, err = p.communicate(timeout=120)
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)
+
+
+def test_sigint_during_a_long_demo_exits_130(tmp_path: Path) -> None:
+    p = _interrupt(["demo", "--hours", "500", "--no-plot"], tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert one_error_line(p.stderr) == "heatcore: error: interrupted"
+
+
+def test_sigint_stops_record_cleanly_with_130(tmp_path: Path) -> None:
+    pytest.importorskip("websockets")
+    out = tmp_path / "rec.jsonl.gz"
+    # port 1 on the loopback refuses at once: the client keeps retrying until Ctrl-C
+    p = _interrupt(["record", "--venues", "bybit", "--url", "bybit=ws://127.0.0.1:1/", "--out", str(out)],
+                   tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert "Traceback" not in p.stderr
+    assert f"{out}: 0 records" in p.stdout
+    assert list(hc.events.iter_records(out)) == []  # closed: a valid (empty) gzip stream
 
 
 # -- the commands on the simulator and the shipped data ----------------------------------
