@@ -298,6 +298,13 @@ def test_replay_on_shared_data(shared_data: Path, tmp_path: Path, capsys) -> Non
     assert out.startswith("SOL: 1052 liquidations")
     for f in files.values():
         assert f.stat().st_size > 10_000, f
+    # a 90-day file: the default cadence grows so that the replay keeps ~500 maps at most
+    rc, out, err = run(["replay", shared_data / HL, "--out", tmp_path / "hl.png"], capsys)
+    assert rc == 0, err
+    n_snaps = int(out.split(" snapshots")[0].rsplit(" ", 1)[1])
+    ts = np.concatenate([e["ts"] for e in hc.read_events_by_symbol(shared_data / HL).values()])
+    span_days = (ts.max() - ts.min()) / 86_400_000
+    assert 250 <= n_snaps <= 500 and span_days > 80
     rc, out, _ = run(["replay", shared_data / OKX, "--symbol", "DOGE", "--venue", "okx", "--side", "long",
                       "--out", tmp_path / "doge.png", "--no-liquidations"], capsys)
     assert rc == 0 and out.startswith("DOGE: 1422 liquidations")
