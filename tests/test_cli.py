@@ -111,6 +111,7 @@ BAD = [
     (["replay", "{tmp}/missing.jsonl"], 2, "no such file"),
     (["replay", "{tmp}"], 2, "is a directory"),
     (["replay", "{garbage}"], 2, "garbage.jsonl:1: invalid JSON"),
+    (["replay", "{empty}"], 1, "holds no events"),
     (["replay", "{okx}"], 2, "several assets"),
     (["replay", "{okx}", "--symbol", "BTC"], 2, "no symbol 'BTC'"),
     (["replay", "{okx}", "--symbol", "SOL", "--every", "soon"], 2, "--every"),
@@ -123,6 +124,7 @@ BAD = [
     (["evaluate", "{okx}", "--symbol", "XRP"], 2, "no symbol 'XRP'"),
     (["evaluate", "{okx}", "--png", "{tmp}/no/dir/x"], 2, "does not exist"),
     (["evaluate", "{hl}"], 1, "no liquidations to score"),
+    (["evaluate", "{empty}"], 1, "no liquidations to score"),
     (["inspect"], 2, "required: snapshot"),
     (["inspect", "{tmp}/missing.hcsnap"], 2, "no such file"),
     (["inspect", "{garbage}"], 2, "not a heatcore snapshot"),
@@ -150,10 +152,12 @@ def test_bad_input_is_one_line_and_an_exit_code(argv, code, words, tmp_path: Pat
         pytest.skip("../shared/data is not present")
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text("this is not json\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
     truncated = tmp_path / "trunc.hcsnap"
     truncated.write_bytes(SNAP_FIXTURE.read_bytes()[:200])
     subst = {"{tmp}": str(tmp_path), "{okx}": str(SHARED_DATA / OKX), "{hl}": str(SHARED_DATA / HL),
-             "{garbage}": str(garbage), "{truncated}": str(truncated), "{fixture}": str(SNAP_FIXTURE)}
+             "{garbage}": str(garbage), "{empty}": str(empty), "{truncated}": str(truncated), "{fixture}": str(SNAP_FIXTURE)}
     args = []
     for a in argv:
         for k, v in subst.items():
