@@ -222,13 +222,25 @@ def test_cascade_ladder(replayed) -> None:
     fig = plot.plot_cascade(eng, levels=6)
     main = _main_axes(fig)
     assert len(main) == 2 and len(fig.axes) == 3  # two sides and the confidence colorbar
+    n = 0
     for ax, side in zip(main, ("long", "short"), strict=True):
         rows = eng.cascade(side, 6)
         assert ax.get_ylabel() == "price" and "probability" in ax.get_xlabel()
-        widths = sorted(p.get_width() for p in ax.patches)
-        assert widths == pytest.approx(sorted(rows["probability"].tolist()))
+        assert ax.get_xscale() == "log"
+        dots = [c for c in ax.collections if c.get_gid() == f"{side} levels"]
+        if rows.size:
+            assert len(dots) == 1
+            xy = dots[0].get_offsets()
+            assert np.allclose(xy[:, 0], np.maximum(rows["probability"], plot.CASCADE_P_FLOOR))
+            assert np.allclose(xy[:, 1], rows["price"])
+            assert np.allclose(dots[0].get_array(), rows["confidence"])
+            # area grows with the USD at the level
+            order = np.argsort(rows["notional"])
+            assert np.all(np.diff(dots[0].get_sizes()[order]) >= 0)
         assert len(ax.texts) == (rows.size if rows.size else 1)
         assert any(ln.get_gid() == "price" for ln in ax.get_lines())
+        n += rows.size
+    assert n > 0
 
 
 def test_map_forecast_panels(replayed) -> None:

@@ -517,48 +517,54 @@ def plot_leverage_mix(engine: Engine, venues: Sequence[str] | None = None, *,
     return _finish(fig, path)
 
 
+#: Probabilities below this are drawn at it on the cascade ladder's log axis.
+CASCADE_P_FLOOR = 1e-4
+
+
 def plot_cascade(engine: Engine, levels: int = 10, *, title: str | None = None,
                  path: PathLike | None = None) -> Figure:
     """The cascade ladder: on each side, the levels a cascade would walk through.
 
-    Each level is a bar at its price whose length is the probability that price
-    reaches it within the cascade horizon, coloured by the forecast's confidence
-    and labelled with the USD mapped there; the dashed line is the current price.
+    Each level is a dot at its price and at the probability that price reaches
+    it within the cascade horizon (log axis; below 1e-4 drawn at 1e-4), coloured
+    by the forecast's confidence, its area proportional to the USD mapped there,
+    and labelled; the dashed line is the current price.
     """
     plt = require_matplotlib()
-    from matplotlib import colors as mcolors
-
     price = float(engine.heatmap().price)
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.5), dpi=100)
-    cmap = plt.get_cmap("viridis")
-    norm = mcolors.Normalize(0.0, 1.0)
     horizon = float(engine.cascade_config().get("horizon_s", 3600.0))
-    for ax, side, where in zip(axes, ("long", "short"), ("below", "above"), strict=True):
-        rows = engine.cascade(side, levels)
+    dots = None
+    all_rows = [engine.cascade(side, levels) for side in ("long", "short")]
+    q_all = np.concatenate([r["notional"] for r in all_rows])
+    q_ref = float(np.median(q_all)) if q_all.size and np.median(q_all) > 0 else 1.0
+    for ax, side, where, rows in zip(axes, ("long", "short"), ("below", "above"), all_rows, strict=True):
         if rows.size:
-            pts = np.sort(np.concatenate([rows["price"], [price] if price > 0 else []]))
-            gap = np.diff(pts)
-            gap = gap[gap > 0]
-            h = 0.6 * float(gap.min()) if gap.size else 0.01 * float(rows["price"][0])
-            ax.barh(rows["price"], rows["probability"], height=h,
-                    color=cmap(norm(rows["confidence"])), edgecolor="black", linewidth=0.4)
+            p = np.maximum(rows["probability"], CASCADE_P_FLOOR)
+            ax.plot(p, rows["price"], color="grey", lw=0.8, zorder=1)
+            dots = ax.scatter(p, rows["price"], s=np.clip(80.0 * rows["notional"] / q_ref, 10, 600),
+                              c=rows["confidence"], cmap="viridis", vmin=0.0, vmax=1.0,
+                              edgecolors="black", linewidths=0.5, zorder=2, gid=f"{side} levels")
             for i, r in enumerate(rows):
-                ax.annotate(f"L{i + 1} {_usd(float(r['notional']))}  p={r['probability']:.2f}",
-                            (float(r["probability"]), float(r["price"])), xytext=(3, 0),
-                            textcoords="offset points", va="center", fontsize=7)
+                ax.annotate(f"L{i + 1} {_usd(float(r['notional']))}  p={float(r['probability']):.2g}",
+                            (float(p[i]), float(r["price"])), xytext=(9, 0), textcoords="offset points",
+                            va="center", fontsize=7)
         else:
             ax.text(0.5, 0.5, f"no {side} levels", transform=ax.transAxes, ha="center")
         if price > 0:
             ax.axhline(price, color=PRICE_COLOR, ls="--", lw=1.2, label=f"price {price:,.6g}",
                        gid="price")
             ax.legend(loc="upper right" if side == "long" else "lower right", fontsize=8)
-        ax.set_xlim(0, 1.35)
+        ax.set_xscale("log")
+        ax.set_xlim(CASCADE_P_FLOOR / 2, 40.0)
+        ax.set_xticks([1e-4, 1e-3, 1e-2, 0.1, 1.0])
+        ax.set_xticklabels(["≤1e-4", "0.001", "0.01", "0.1", "1"])
         ax.set_xlabel(f"probability of reaching the level within {horizon / 3600:g} h")
         ax.set_ylabel("price")
         ax.set_title(f"{side} positions (levels {where} price)", fontsize=10)
-    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=list(axes), label="confidence", pad=0.02)
-    fig.suptitle(title or f"cascade ladder ({engine.symbol})")
+    if dots is not None:
+        fig.colorbar(dots, ax=list(axes), label="confidence", pad=0.02)
+    fig.suptitle(title or f"cascade ladder ({engine.symbol}): dot area = USD at the level")
     return _finish(fig, path)
 
 
