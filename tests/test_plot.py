@@ -304,8 +304,10 @@ def test_html_structure(replayed, market, tmp_path: Path) -> None:
     # colour = log10 of USD per bin (zeros left blank), the hover keeps the USD
     custom = np.array(fig.data[0].customdata, dtype=float)
     assert custom.shape == z.shape and np.isfinite(z).sum() > 0.1 * z.size
-    assert np.allclose(z[np.isfinite(z)], np.log10(custom[np.isfinite(z)]))
-    assert np.all(custom[~np.isfinite(z)] == 0) and custom.max() <= grid.max()
+    fin = np.isfinite(z)
+    # rounded for a small page: 3 decimals of log10 (< 0.7 %), whole USD, float32
+    assert np.all(np.abs(10 ** z[fin] - custom[fin]) <= 0.01 * custom[fin] + 1.0)
+    assert np.all(custom[~fin] == 0) and custom.max() <= grid.max() * (1 + 1e-6) + 0.5  # float32
     assert pio.to_json(fig)  # serialisable
 
 
