@@ -184,7 +184,7 @@ def test_evaluate_refuses_bad_input(market: hc.sim.SimResult) -> None:
 def test_plots(report: hc.EvaluationReport, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     paths = report.plot(tmp_path / "rep.png")
-    assert len(paths) == 2
+    assert len(paths) == 3  # skill, scores, mix
     for p in paths:
         assert os.path.getsize(p) > 5000
 
