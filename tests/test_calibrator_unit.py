@@ -271,3 +271,56 @@ def test_snapshot_round_trip_keeps_every_estimate(tmp_path):
     off = hc.Engine(symbol=res.symbol, step=res.step, venues=("htx",), calibrate=False)
     off.save(tmp_path / "off.hcsnap")
     assert hc.Engine.load(tmp_path / "off.hcsnap").calibrate is False
+
+
+def test_learn_mix_off_keeps_mixes_and_still_calibrates(tmp_path):
+    """``learn_mix=False``: the Leverage Learner is off (every mix stays at its prior)
+    while the calibrator still learns; the switch survives save/load and pickling, and a
+    default engine's snapshot does not carry it (unchanged format)."""
+    import pickle
+
+    from heatcore import persist
+
+    res = simulate(hours=12, seed=5, venues=("htx", "kraken"), oi_usd={"htx": 1e9, "kraken": 1e9})
+    ev = res.events
+    half = ev.size // 2
+    kw = dict(symbol=res.symbol, step=res.step, venues=("htx", "kraken"))
+    frozen = hc.Engine(learn_mix=False, **kw)
+    learning = hc.Engine(**kw)
+    assert frozen.learn_mix is False and learning.learn_mix is True and frozen.calibrate is True
+    for e in (frozen, learning):
+        e.ingest(ev[:half])
+    moved = False
+    for v in ("htx", "kraken"):
+        for side in ("long", "short"):
+            prior = frozen.leverage_mix(v, side, which="prior")[1]
+            for which in ("map", "openings"):
+                np.testing.assert_array_equal(frozen.leverage_mix(v, side, which=which)[1], prior)
+            moved |= not np.allclose(learning.leverage_mix(v, side, which="map")[1], prior)
+            assert frozen.learner_diagnostics(v)[side]["n_events"] == 0
+    assert moved, "the learning engine's mix must move on this stream (else the test shows nothing)"
+    # the calibrator is the same with or without the Leverage Learner: it never reads the mix
+    for v in ("htx", "kraken"):
+        assert frozen.calibration(v)["rate_scale"] == learning.calibration(v)["rate_scale"]
+        assert frozen.calibration(v)["report_offset"] == learning.calibration(v)["report_offset"]
+    assert frozen.calibration("htx")["rate_scale"]["long"]["applied"] > 1.3
+
+    def tags(eng):
+        data = eng.__getstate__()
+        head = persist.read_header(data)
+        core = list(persist._sections(data, head["offset"], len(data) - 4))[1][4]
+        return [t for t, *_ in persist._sections(core, 0, len(core))]
+
+    assert b"LMIX" in tags(frozen) and b"LMIX" not in tags(learning)
+    path = tmp_path / "frozen.hcsnap"
+    frozen.save(path)
+    for other in (hc.Engine.load(path), pickle.loads(pickle.dumps(frozen))):
+        assert other.learn_mix is False
+        other.ingest(ev[half:])
+        for v in ("htx", "kraken"):
+            np.testing.assert_array_equal(other.leverage_mix(v, "long", which="map")[1],
+                                          other.leverage_mix(v, "long", which="prior")[1])
+    frozen.ingest(ev[half:])
+    assert other.calibration("htx") == frozen.calibration("htx")
+    with pytest.raises(TypeError):
+        hc.Engine(learn_mix=False, nonsense=1)  # type: ignore[call-arg]
