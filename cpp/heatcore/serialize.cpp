@@ -1188,7 +1188,7 @@ void SideBook::load_openings(Reader& r, const PriceGrid& g) {
 
 void Engine::save_learner_sections(Writer& w) const {
   {  // [calibrator] settings, on/off, then every estimate
-    auto s = w.section(kCalb, 1, 0, false);
+    auto s = w.section(kCalb, 1, 1, false);  // minor 1: the runs' marks, appended
     Calibrator::save_config(w, calib_.config());
     w.boolean(calibrating_);
     calib_.save(w);
