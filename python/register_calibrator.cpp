@@ -83,6 +83,8 @@ void register_calibrator(py::module_& m) {
   engine
       .def("set_calibrating", &hc::Engine::set_calibrating)
       .def("calibrating", &hc::Engine::calibrating)
+      .def("set_learning_mix", &hc::Engine::set_learning_mix)
+      .def("learning_mix", &hc::Engine::learning_mix)
       .def("configure_calibrator",
            [](hc::Engine& e, const hc::CalibratorConfig& cfg) {
              e.calibrator().reset(cfg);

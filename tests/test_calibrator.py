@@ -38,6 +38,21 @@ def calibrated(market):
     return eng
 
 
+# The accuracy and no-drift tests also run on two more simulated days.
+ACCURACY_SEEDS = (12, 3, 21)
+
+
+@pytest.fixture(scope="module", params=ACCURACY_SEEDS, ids=[f"seed{s}" for s in ACCURACY_SEEDS])
+def seeded(request, market, calibrated):
+    """``(seed, market, calibrated engine)``; seed 12 shares the module's run."""
+    if request.param == 12:
+        return 12, market, calibrated
+    m = simulate(hours=24, seed=request.param, venues=VENUES, oi_usd=OI_USD)
+    eng = hc.Engine(symbol=m.symbol, step=m.step, venues=VENUES)
+    eng.ingest(m.events)
+    return request.param, m, eng
+
+
 def _true_offset(market, venue: str, side: str) -> float:
     """Median ln(reported / trigger) of the venue's emitted liquidations (the truth)."""
     liq = market.truth.liquidations
@@ -48,7 +63,8 @@ def _true_offset(market, venue: str, side: str) -> float:
 
 
 @pytest.mark.parametrize("venue", ["htx", "gate"])
-def test_stale_tier_rate_is_recovered(market, calibrated, venue):
+def test_stale_tier_rate_is_recovered(seeded, venue):
+    _, market, calibrated = seeded
     truth = market.truth.rate_scale[venue]
     assert abs(truth - 1.0) > 0.2, "the simulator's default departure is what this test is about"
     cal = calibrated.calibration(venue)
@@ -68,7 +84,8 @@ def test_stale_tier_rate_is_recovered(market, calibrated, venue):
 
 
 @pytest.mark.parametrize("venue", ["kraken", "bitmex"])
-def test_reported_convention_departure_offset_within_one_bin(market, calibrated, venue):
+def test_reported_convention_departure_offset_within_one_bin(seeded, venue):
+    _, market, calibrated = seeded
     documented = hc.get_venue(venue).reported_price
     assert market.truth.report_convention[venue] != documented
     cal = calibrated.calibration(venue)
@@ -92,14 +109,20 @@ def test_reported_convention_departure_offset_within_one_bin(market, calibrated,
 
 
 @pytest.mark.parametrize("venue", ["okx", "bybit", "deribit"])
-def test_documented_venues_do_not_drift(market, calibrated, venue):
+def test_documented_venues_do_not_drift(seeded, venue):
+    seed, market, calibrated = seeded
     assert market.truth.rate_scale.get(venue, 1.0) == 1.0
     assert market.truth.report_convention.get(venue, hc.get_venue(venue).reported_price) == \
         hc.get_venue(venue).reported_price
     cal = calibrated.calibration(venue)
     price = calibrated.heatmap(venue).price
     judged = [side for side in SIDES if cal["report_offset"][side]["n_eff"] >= MIN_EVENTS]
-    assert judged, "the simulated day must give the venue some evidence"
+    # deribit liquidates little: seeds 3 and 21 give it fewer than MIN_EVENTS a side
+    assert judged or (venue == "deribit" and seed != 12), \
+        "the simulated day must give the venue some evidence"
+    for side in SIDES:  # with or without evidence, the levels stay where the registry puts them
+        rs = cal["rate_scale"][side]
+        assert rs["applied"] == 1.0 and not rs["departs"], (side, rs)
     for side in judged:
         off = cal["report_offset"][side]
         assert abs(off["value"] - off["prior"]) * price / calibrated.step < 0.5, (side, off)
@@ -230,8 +253,8 @@ def test_project_forecast_with_calibration_on_vs_off(market):
     """The project's pre-event forecast (hc.evaluate), learning engine with the
     calibrator on vs off: log-likelihood rises on a stale-tier venue (htx) and on a
     venue whose reports are not the documented price (kraken); documented venues are
-    untouched. (Measured exceptions, see the README: gate, and bitmex when its
-    offset rounds to zero bins.)"""
+    untouched. (This run also learns the mix; the calibrator alone, mix frozen, is
+    test_calibrator_alone_raises_project_forecast_loglik, with its measured exceptions.)"""
     kw = dict(symbol=market.symbol, step=market.step, progress=False)
     off = hc.evaluate(market.events, engine_kwargs={"calibrate": False}, **kw).to_dict()["per_venue"]
     on = hc.evaluate(market.events, **kw).to_dict()["per_venue"]
@@ -239,3 +262,71 @@ def test_project_forecast_with_calibration_on_vs_off(market):
         assert on[venue]["loglik_learned"] > off[venue]["loglik_learned"] + 0.02, venue
     for venue in ("okx", "bybit"):
         assert abs(on[venue]["loglik_learned"] - off[venue]["loglik_learned"]) < 0.01, venue
+
+
+# ---- the calibrator alone under the project's forecast (hc.evaluate) ----------------
+# The learning engine with the Leverage Learner off (learn_mix=False, the mixes stay at
+# the registry's priors) and the calibrator on, against the static engine (learn=False),
+# on six simulated days: the only difference between the two engines is the calibrator.
+ISOLATION_SEEDS = (12, 3, 7, 21, 5, 8)
+
+
+@pytest.fixture(scope="module")
+def isolated(market):
+    """``{venue: array of (static, calibrated, events) per seed}`` (per-venue mean loglik)."""
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    for seed in ISOLATION_SEEDS:
+        m = market if seed == 12 else simulate(hours=24, seed=seed, venues=VENUES, oi_usd=OI_USD)
+        rep = hc.evaluate(m.events, symbol=m.symbol, step=m.step, progress=False,
+                          engine_kwargs={"learn_mix": False}).to_dict()["per_venue"]
+        for venue, d in rep.items():
+            rows.setdefault(venue, []).append((d["loglik_static"], d["loglik_learned"], d["n_liquidations"]))
+    return {v: np.array(r) for v, r in rows.items()}
+
+
+def _gain(rows: np.ndarray) -> tuple[float, int]:
+    """Event-weighted mean loglik gain (calibrated - static) over the seeds, and the seeds won."""
+    gain, n = rows[:, 1] - rows[:, 0], rows[:, 2]
+    return float((gain * n).sum() / n.sum()), int((gain > 0).sum())
+
+
+def test_isolation_is_exact_without_the_calibrator(market):
+    """learn_mix=False with calibrate=False scores exactly like the static engine: what
+    the isolated comparison measures is the calibrator and nothing else."""
+    rep = hc.evaluate(market.events, symbol=market.symbol, step=market.step, progress=False,
+                      engine_kwargs={"learn_mix": False, "calibrate": False}).to_dict()["per_venue"]
+    for venue in (*DEPARTING, "okx", "bybit"):
+        assert rep[venue]["loglik_learned"] == rep[venue]["loglik_static"], venue
+
+
+_ISOLATION_XFAIL = {
+    "htx": "measured over seeds 12,3,7,21,5,8: event-weighted gain -0.006 nats, 2/6 seeds won "
+           "(+0.044 -0.027 -0.015 +0.049 -0.032 -0.085); the oracle (true rate 1.6x injected "
+           "into the static engine) gains -0.051 (1/6 seeds won): the map part of the forecast barely rewards "
+           "correct level placement once its learned shift absorbs the displacement",
+    "gate": "measured over seeds 12,3,7,21,5,8: event-weighted gain -0.000 nats, 3/6 seeds won "
+            "(-0.087 -0.012 +0.023 +0.079 -0.040 +0.039); the oracle (true rate 0.7x injected) "
+            "gains +0.028 (3/6 seeds won: -0.072 -0.009 -0.059 +0.256 ...), no better on most days",
+    "bitmex": "measured over seeds 12,3,7,21,5,8: event-weighted gain +0.000 nats, 3/6 seeds won "
+              "(+0.001 -0.066 +0.156 -0.023 -0.120 +0.034); the true offset (fill vs order) is "
+              "2-4 bp = 0.4-0.9 bin and the forecast's shift is a whole number of bins, so the "
+              "calibrator's shift (0 or 1 bin) replaces a likelihood-fitted one of the same size",
+}
+
+
+@pytest.mark.parametrize("venue", [
+    "kraken",
+    *(pytest.param(v, marks=pytest.mark.xfail(strict=True, reason=r)) for v, r in _ISOLATION_XFAIL.items()),
+])
+def test_calibrator_alone_raises_project_forecast_loglik(isolated, venue):
+    """Must-show 2 under hc.evaluate, the calibrator isolated: on a departing venue the
+    pre-event forecast's log-likelihood is higher with calibration than the static
+    engine's, on average over six days (event-weighted) and on most of them."""
+    gain, won = _gain(isolated[venue])
+    assert gain > 0.01 and won > len(ISOLATION_SEEDS) / 2, (venue, gain, won, isolated[venue])
+
+
+@pytest.mark.parametrize("venue", ["okx", "bybit", "deribit"])
+def test_calibrator_alone_leaves_documented_venues(isolated, venue):
+    gain, _ = _gain(isolated[venue])
+    assert abs(gain) < 0.01, (venue, gain)

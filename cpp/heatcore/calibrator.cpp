@@ -69,7 +69,7 @@ double RobustLocation::median_n(double* v, int n) {
   return m;
 }
 
-void RobustLocation::add(double x, double max_n, double c, double sigma_floor) {
+void RobustLocation::add(double x, double max_n, double c, double sigma_floor, std::int64_t group) {
   ++count_;
   sigma_dirty_ = true;
   sigma_floor_ = sigma_floor;
@@ -102,7 +102,14 @@ void RobustLocation::add(double x, double max_n, double c, double sigma_floor) {
     // A run of clipped residuals on one side is a level shift (a venue changed its
     // tiers or its reports, or the start was contaminated), not outliers: start
     // over from the new level.
-    run_ = (run_ != 0 && (run_ > 0) == (r > 0)) ? run_ + (r > 0 ? 1 : -1) : (r > 0 ? 1 : -1);
+    // Residuals against the mark the run last counted add nothing to it.
+    const int dir = r > 0 ? 1 : -1;
+    if (run_ != 0 && (run_ > 0) == (r > 0)) {
+      if (group != run_group_) run_ += dir;
+    } else {
+      run_ = dir;
+    }
+    run_group_ = group;
     if (std::abs(run_) >= kShiftRun) {
       ++restarts_;
       run_ = 0;
@@ -228,7 +235,18 @@ bool Calibrator::observe(std::size_t slot, Side side, PriceKind kind, double rep
   }
   const double resid = std::log(reported / mark_px_[slot]);
   if (!std::isfinite(resid)) return false;
-  st.offset[static_cast<std::size_t>(kind)].add(resid, cfg_.max_n_eff, cfg_.huber_c, cfg_.sigma_floor);
+  if (st.ref_mark_used > 0 && mark_ts_[slot] == st.ref_mark_ts) {
+    if (st.ref_mark_used >= kPerMark) {
+      ++st.no_reference;
+      return false;
+    }
+    ++st.ref_mark_used;
+  } else {
+    st.ref_mark_ts = mark_ts_[slot];
+    st.ref_mark_used = 1;
+  }
+  st.offset[static_cast<std::size_t>(kind)].add(resid, cfg_.max_n_eff, cfg_.huber_c, cfg_.sigma_floor,
+                                                mark_ts_[slot]);
   ++st.used;
   if (!is_bankruptcy_like(kind)) return false;
   if (++st.since_check < cfg_.apply_every && st.offset[static_cast<std::size_t>(kind)].n_eff() > 2 * RobustLocation::kWarm)
@@ -477,6 +495,13 @@ void Calibrator::save(serial::Writer& w) const {
     w.u64(st.used);
     w.u64(st.no_reference);
   }
+  // CALB minor 1 (appended): the mark of each run's last counted residual, and the
+  // mark the side's last residuals were measured against with their count.
+  for (const CalibSide& st : state_) {
+    for (const auto& loc : st.offset) w.i64(loc.run_group());
+    w.i64(st.ref_mark_ts);
+    w.u32(st.ref_mark_used);
+  }
 }
 
 void Calibrator::load(serial::Reader& r) {
@@ -523,6 +548,15 @@ void Calibrator::load(serial::Reader& r) {
       if (!std::isfinite(st.offset_prior[k]) || !std::isfinite(st.offset_prior_sd[k]))
         r.fail("calibrator prior out of range");
   }
+  // CALB minor 1 appended each run's mark and the side's reference mark; a minor-0
+  // snapshot has none (0: no mark).
+  if (!r.done())
+    for (CalibSide& st : states) {
+      for (auto& loc : st.offset) loc.set_run_group(r.i64());
+      st.ref_mark_ts = r.i64();
+      st.ref_mark_used = r.u32();
+      if (st.ref_mark_used > kPerMark) r.fail("calibrator mark count out of range");
+    }
   doc_kind_ = std::move(kinds);
   mark_ts_ = std::move(mts);
   mark_px_ = std::move(mpx);
