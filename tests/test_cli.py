@@ -111,6 +111,7 @@ BAD = [
     (["replay", "{tmp}/missing.jsonl"], 2, "no such file"),
     (["replay", "{tmp}"], 2, "is a directory"),
     (["replay", "{garbage}"], 2, "garbage.jsonl:1: invalid JSON"),
+    (["replay", "{empty}"], 1, "holds no events"),
     (["replay", "{okx}"], 2, "several assets"),
     (["replay", "{okx}", "--symbol", "BTC"], 2, "no symbol 'BTC'"),
     (["replay", "{okx}", "--symbol", "SOL", "--every", "soon"], 2, "--every"),
@@ -123,6 +124,7 @@ BAD = [
     (["evaluate", "{okx}", "--symbol", "XRP"], 2, "no symbol 'XRP'"),
     (["evaluate", "{okx}", "--png", "{tmp}/no/dir/x"], 2, "does not exist"),
     (["evaluate", "{hl}"], 1, "no liquidations to score"),
+    (["evaluate", "{empty}"], 1, "no liquidations to score"),
     (["inspect"], 2, "required: snapshot"),
     (["inspect", "{tmp}/missing.hcsnap"], 2, "no such file"),
     (["inspect", "{garbage}"], 2, "not a heatcore snapshot"),
@@ -150,10 +152,12 @@ def test_bad_input_is_one_line_and_an_exit_code(argv, code, words, tmp_path: Pat
         pytest.skip("../shared/data is not present")
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text("this is not json\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
     truncated = tmp_path / "trunc.hcsnap"
     truncated.write_bytes(SNAP_FIXTURE.read_bytes()[:200])
     subst = {"{tmp}": str(tmp_path), "{okx}": str(SHARED_DATA / OKX), "{hl}": str(SHARED_DATA / HL),
-             "{garbage}": str(garbage), "{truncated}": str(truncated), "{fixture}": str(SNAP_FIXTURE)}
+             "{garbage}": str(garbage), "{empty}": str(empty), "{truncated}": str(truncated), "{fixture}": str(SNAP_FIXTURE)}
     args = []
     for a in argv:
         for k, v in subst.items():
@@ -181,17 +185,38 @@ def test_interrupt_is_130(monkeypatch, capsys) -> None:
     assert rc == 130 and one_error_line(err) == "heatcore: error: interrupted"
 
 
-def test_sigint_during_a_long_demo_exits_130(tmp_path: Path) -> None:
-    """A real Ctrl-C (SIGINT) to a running command: exit 130 and one line."""
-    p = subprocess.Popen([sys.executable, "-m", "heatcore", "demo", "--hours", "200", "--no-plot"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                         cwd=tmp_path)
-    time.sleep(3.0)  # imports done, well inside the 200-hour simulation
-    assert p.poll() is None, "the demo ended before it could be interrupted"
+def _interrupt(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``heatcore ARGV`` in a child, send it a real SIGINT (Ctrl-C) once it is
+    inside the command, and collect what it printed."""
+    code = ("import sys\nfrom heatcore import cli\nprint('ready', flush=True)\n"
+            f"sys.exit(cli.main({argv!r}))\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=_env(), cwd=cwd)
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(1.0)  # past argument parsing, inside the long command
+    assert p.poll() is None, "the command ended before it could be interrupted"
     p.send_signal(signal.SIGINT)
-    _out, err = p.communicate(timeout=120)
-    assert p.returncode == 130, err
-    assert one_error_line(err) == "heatcore: error: interrupted"
+    out, err = p.communicate(timeout=120)
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)
+
+
+def test_sigint_during_a_long_demo_exits_130(tmp_path: Path) -> None:
+    p = _interrupt(["demo", "--hours", "500", "--no-plot"], tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert one_error_line(p.stderr) == "heatcore: error: interrupted"
+
+
+def test_sigint_stops_record_cleanly_with_130(tmp_path: Path) -> None:
+    pytest.importorskip("websockets")
+    out = tmp_path / "rec.jsonl.gz"
+    # port 1 on the loopback refuses at once: the client keeps retrying until Ctrl-C
+    p = _interrupt(["record", "--venues", "bybit", "--url", "bybit=ws://127.0.0.1:1/", "--out", str(out)],
+                   tmp_path)
+    assert p.returncode == 130, p.stderr
+    assert "Traceback" not in p.stderr
+    assert f"{out}: 0 records" in p.stdout
+    assert list(hc.events.iter_records(out)) == []  # closed: a valid (empty) gzip stream
 
 
 # -- the commands on the simulator and the shipped data ----------------------------------
@@ -277,6 +302,13 @@ def test_replay_on_shared_data(shared_data: Path, tmp_path: Path, capsys) -> Non
     assert out.startswith("SOL: 1052 liquidations")
     for f in files.values():
         assert f.stat().st_size > 10_000, f
+    # a 90-day file: the default cadence grows so that the replay keeps ~500 maps at most
+    rc, out, err = run(["replay", shared_data / HL, "--out", tmp_path / "hl.png"], capsys)
+    assert rc == 0, err
+    n_snaps = int(out.split(" snapshots")[0].rsplit(" ", 1)[1])
+    ts = np.concatenate([e["ts"] for e in hc.read_events_by_symbol(shared_data / HL).values()])
+    span_days = (ts.max() - ts.min()) / 86_400_000
+    assert 250 <= n_snaps <= 500 and span_days > 80
     rc, out, _ = run(["replay", shared_data / OKX, "--symbol", "DOGE", "--venue", "okx", "--side", "long",
                       "--out", tmp_path / "doge.png", "--no-liquidations"], capsys)
     assert rc == 0 and out.startswith("DOGE: 1422 liquidations")

@@ -804,7 +804,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--symbol", help="asset/symbol to replay (required if the file holds several)")
     p.add_argument("--step", type=float, help="bin width (default ~0.05 %% of price)")
     p.add_argument("--horizon", default="1h", help="forecast horizon (e.g. 3600, 1h, 1d)")
-    p.add_argument("--every", default="5min", help="snapshot cadence (default 5min)")
+    p.add_argument("--every", help="snapshot cadence, e.g. 5min (default: 5 min, or longer so that "
+                                   "a long file gives at most ~500 snapshots)")
     p.add_argument("--venue", help="one venue (default: all)")
     p.add_argument("--scale", choices=SCALES, default="log", help="colour scaling (default log)")
     p.add_argument("--side", choices=("both", "long", "short"), default="both",
@@ -907,6 +908,26 @@ def _cmd_evaluate(args: Any) -> int:
     return 0
 
 
+#: Snapshot cadences `heatcore replay` chooses from (seconds).
+_CADENCES = (300, 600, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400)
+
+
+def _auto_every(ev: np.ndarray, max_snapshots: int = 500) -> float:
+    """The shortest cadence of :data:`_CADENCES` giving at most ``max_snapshots``."""
+    span_s = float(ev["ts"][-1] - ev["ts"][0]) / 1000.0 if ev.size else 0.0
+    return float(next((c for c in _CADENCES if span_s / c <= max_snapshots), _CADENCES[-1]))
+
+
+def _fmt_every(every: Any) -> str:
+    if isinstance(every, str):
+        return every
+    s = float(every)
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= n and s % n == 0:
+            return f"{s / n:g}{unit}"
+    return f"{s:g}s"
+
+
 def _cmd_replay(args: Any) -> int:
     import sys
 
@@ -926,7 +947,9 @@ def _cmd_replay(args: Any) -> int:
             get_venue(args.venue)
         except (KeyError, ValueError):
             raise _usage_error(f"--venue: unknown venue {args.venue!r}") from None
-    horizon, _ = _durations(args, "horizon", "every")
+    horizon = _durations(args, "horizon")[0]
+    if args.every is not None:
+        _durations(args, "every")
     groups = group_by_asset(read_events_by_symbol(args.file))
     if not groups:
         print(f"heatcore: error: {args.file} holds no events", file=sys.stderr)
@@ -950,7 +973,8 @@ def _cmd_replay(args: Any) -> int:
             print(f"heatcore: error: no {args.venue} events for {key} in {args.file} "
                   f"(venues: {', '.join(sorted(present))})", file=sys.stderr)
             return 2
-    res = replay(ev, every=args.every, horizon_s=horizon, symbol=sym, step=args.step,
+    every = args.every if args.every is not None else _auto_every(ev)
+    res = replay(ev, every=every, horizon_s=horizon, symbol=sym, step=args.step,
                  what=("map",), venue=args.venue, oi_proxy=args.oi_proxy,
                  progress=False if args.no_progress else None)
     eng = res.engine
@@ -958,7 +982,7 @@ def _cmd_replay(args: Any) -> int:
           f"prices, {res.counts.get('oi', 0)} OI records ({res.counts.get('rejected', 0)} "
           f"rejected), {len(res.snapshots)} snapshots; OI proxy: {res.oi_proxy.describe()}")
     from . import plot
-    title = f"{sym}: {args.venue or 'all venues'}, snapshots every {args.every}"
+    title = f"{sym}: {args.venue or 'all venues'}, snapshots every {_fmt_every(every)}"
     if args.out or args.profile or args.forecast:
         _headless_matplotlib()
     shown = ev if args.venue is None else ev[(ev["venue"] == venue_id(args.venue)) | (ev["kind"] == KIND_PRICE)]

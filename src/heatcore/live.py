@@ -749,8 +749,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--step", type=float, default=50.0, help="price bin width (default 50)")
     p.add_argument(
         "--snapshot",
-        default="heatcore-live.npz",
-        help="snapshot file (engine.save if available, else the heatmap as .npz)",
+        default="heatcore-live.hcsnap",
+        help="snapshot file, written with Engine.save (read it with `heatcore inspect`)",
     )
     p.add_argument("--snapshot-every", type=float, default=300.0, help="seconds between snapshots")
     p.set_defaults(func=_cmd_live)

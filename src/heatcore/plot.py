@@ -206,6 +206,8 @@ def _scale_norm(z: np.ndarray, scale: str) -> Any:
     pos = z[np.isfinite(z) & (z > 0)]
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if pos.size:
+        pos = pos[pos >= pos.max() * 1e-7]  # numerical dust is not a level
     if pos.size == 0:
         return colors.Normalize(0.0, 1.0)
     vmax = float(np.percentile(pos, 99.5))
@@ -310,6 +312,11 @@ def heatmap_figure(times_ms: Sequence[int] | np.ndarray, prices: np.ndarray, gri
         mesh = ax.pcolormesh(t, prices, shown, shading="nearest", cmap=cm, norm=norm, rasterized=True)
         cb = fig.colorbar(mesh, ax=ax, pad=0.01)
         cb.set_label(f"USD liquidated at this level, per bin ({scale} scale)")
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+        if scale == "quantile" and hasattr(norm, "boundaries"):
+            cb.set_ticks(norm.boundaries[1::4])
+        cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _usd(v)))
+        cb.ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_facecolor(cm(0.0))
     if price_line is not None and len(price_line[0]):
         ax.plot(_dates(price_line[0]), price_line[1], color=PRICE_COLOR, lw=1.1, label="price",
@@ -664,7 +671,7 @@ def _usd(x: float) -> str:
     for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(x) >= scale:
             return f"${x / scale:,.3g}{unit}"
-    return f"${x:,.0f}"
+    return f"${x:,.0f}" if abs(x) >= 1 or x == 0 else f"${x:.2g}"
 
 
 # -- interactive HTML -----------------------------------------------------------------
