@@ -196,13 +196,15 @@ def test_static_and_calibrate_off_keep_priors(market):
     assert frozen.calibration("htx")["rate_scale"]["long"]["value"] == 1.0
 
 
+@pytest.mark.parametrize("learn_mix", [True, False], ids=["learning", "calibrator_alone"])
 @pytest.mark.parametrize("venue", ["htx", "gate", "kraken", "bitmex"])
-def test_loglik_beats_static_on_departing_venues(market, venue):
+def test_loglik_beats_static_on_departing_venues(market, venue, learn_mix):
     # Engines of the scored venue alone: a venue's map depends on its own events only.
+    # learn_mix=False: the Leverage Learner off, so the gain is the calibrator's.
     static = replay_loglik(hc.Engine(symbol=market.symbol, step=market.step, venues=(venue,), learn=False),
                            market.events, venue)
-    calib = replay_loglik(hc.Engine(symbol=market.symbol, step=market.step, venues=(venue,)),
-                          market.events, venue)
+    calib = replay_loglik(hc.Engine(symbol=market.symbol, step=market.step, venues=(venue,),
+                                    learn_mix=learn_mix), market.events, venue)
     assert static.size == calib.size >= 50
     gain = calib.mean() - static.mean()
     # paired: the calibrated forecast is better on most events, not just on average
