@@ -42,12 +42,24 @@ def calibrated(market):
 ACCURACY_SEEDS = (12, 3, 21)
 
 
+@pytest.fixture(scope="module")
+def day(market):
+    """The simulated day of a seed, simulated once per module (seed 12 is ``market``)."""
+    cache = {12: market}
+
+    def get(seed: int):
+        if seed not in cache:
+            cache[seed] = simulate(hours=24, seed=seed, venues=VENUES, oi_usd=OI_USD)
+        return cache[seed]
+    return get
+
+
 @pytest.fixture(scope="module", params=ACCURACY_SEEDS, ids=[f"seed{s}" for s in ACCURACY_SEEDS])
-def seeded(request, market, calibrated):
+def seeded(request, market, calibrated, day):
     """``(seed, market, calibrated engine)``; seed 12 shares the module's run."""
     if request.param == 12:
         return 12, market, calibrated
-    m = simulate(hours=24, seed=request.param, venues=VENUES, oi_usd=OI_USD)
+    m = day(request.param)
     eng = hc.Engine(symbol=m.symbol, step=m.step, venues=VENUES)
     eng.ingest(m.events)
     return request.param, m, eng
@@ -233,11 +245,11 @@ def _band_tv(eng, market, venue, side, untested) -> float:
 
 
 @pytest.mark.parametrize("seed", [12, 3])
-def test_learner_band_tv_no_worse_with_calibration(market, seed):
+def test_learner_band_tv_no_worse_with_calibration(day, seed):
     """The Leverage Learner on corrected levels and offsets: its band TV against the
     true mix, averaged over the departing venues' sides, falls with calibration on;
     on documented venues the two runs agree within 0.02 band TV."""
-    m = market if seed == 12 else simulate(hours=24, seed=seed, venues=VENUES, oi_usd=OI_USD)
+    m = day(seed)
     off = hc.Engine(symbol=m.symbol, step=m.step, venues=VENUES, calibrate=False)
     on = hc.Engine(symbol=m.symbol, step=m.step, venues=VENUES)
     for eng in (off, on):
@@ -277,11 +289,11 @@ HORIZONS = (3600.0, 60.0)
 
 
 @pytest.fixture(scope="module")
-def isolated(market):
+def isolated(day):
     """``{horizon: {venue: array of (static, calibrated, events) per seed}}``."""
     out: dict[float, dict[str, list[tuple[float, float, float]]]] = {h: {} for h in HORIZONS}
     for seed in ISOLATION_SEEDS:
-        m = market if seed == 12 else simulate(hours=24, seed=seed, venues=VENUES, oi_usd=OI_USD)
+        m = day(seed)
         for h in HORIZONS:
             rep = hc.evaluate(m.events, symbol=m.symbol, step=m.step, horizon_s=h, progress=False,
                               engine_kwargs={"learn_mix": False}).to_dict()["per_venue"]
