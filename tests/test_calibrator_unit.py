@@ -369,3 +369,31 @@ def test_a_lasting_level_shift_still_restarts_the_estimate():
     eng.ingest(stream("okx", off))
     assert eng._core.calibration(0)["long"]["offsets"]["bankruptcy"]["restarts"] == 1
     assert abs(eng.calibration("okx")["report_offset"]["long"]["value"] - new) < 5e-5
+
+
+def test_venues_without_a_feed_keep_their_priors_whatever_arrives(tmp_path):
+    """Must-show 4 when liquidations do reach a venue without a public feed (a third
+    party's estimates, a mislabelled stream): they are not evidence on its mechanics.
+    Measured before: bitget fed bankruptcy reports 1 % below the mark learned a rate
+    scale of 2.47 and moved its levels while calibration() said "no_feed"."""
+    no_feed = [v for v in hc.VENUES if hc.get_venue(v).liquidation_feed == "none"]
+    assert len(no_feed) >= 10
+    eng = hc.Engine(venues=(*no_feed, "okx"))
+    documented = {v: eng.liquidation_ratios(v, "long") for v in no_feed}
+    for n, v in enumerate((*no_feed, "okx")):   # one venue after the other, in time order
+        ev = stream(v, np.full(200, -0.01))
+        ev["ts"] += n * 10_000_000
+        assert eng.ingest(ev)["liquidation"] == 200
+    assert eng.calibration("okx")["rate_scale"]["long"]["applied"] != 1.0   # the same stream moves a fed venue
+    path = tmp_path / "nofeed.hcsnap"
+    eng.save(path)
+    for e in (eng, hc.Engine.load(path)):
+        for v in no_feed:
+            cal = e.calibration(v)
+            assert cal["status"] == "no_feed" and cal["has_feed"] is False
+            for side in ("long", "short"):
+                assert cal["rate_scale"][side]["value"] == 1.0 and cal["rate_scale"][side]["applied"] == 1.0
+                assert cal["rate_scale"][side]["n_eff"] == 0 and cal["events"][side]["used"] == 0
+                for est in cal["report_offset_by_kind"][side].values():
+                    assert est["n_eff"] == 0 and est["value"] == est["prior"]
+            np.testing.assert_array_equal(e.liquidation_ratios(v, "long"), documented[v])

@@ -207,6 +207,11 @@ class Calibrator {
   PriceKind documented_kind(std::size_t slot) const { return doc_kind_.at(slot); }
   // The kind the venue documents for its reports (events of kind "unknown" are read as it).
   void set_documented_kind(std::size_t slot, PriceKind kind) { doc_kind_.at(slot) = kind; }
+  // A venue without a public liquidation feed keeps its priors: whatever
+  // liquidations reach the engine for it (a third party's estimates, a mislabelled
+  // stream) are not evidence on its mechanics, and are not observed.
+  void set_has_feed(std::size_t slot, bool on) { has_feed_.at(slot) = on ? 1 : 0; }
+  bool has_feed(std::size_t slot) const { return has_feed_.at(slot) != 0; }
   // The trigger (mark) price a report of this kind stands for: reported * exp(-offset).
   double trigger_of(std::size_t slot, Side side, PriceKind kind, double reported) const;
   // Relative (log-price) sd of where a liquidation level sits, from the rate
@@ -239,6 +244,7 @@ class Calibrator {
   CalibratorConfig cfg_;
   std::vector<Mechanics> mech_;
   std::vector<PriceKind> doc_kind_;
+  std::vector<std::uint8_t> has_feed_;  // per venue: 0 = no public feed, never observed
   std::vector<CalibSide> state_;       // [slot * 2 + side_index]
   std::vector<std::int64_t> mark_ts_;
   std::vector<double> mark_px_;

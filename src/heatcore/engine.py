@@ -317,8 +317,11 @@ class Engine:
         self._core.set_calibrating(self._calibrate)
         self._core.set_learning_mix(bool(learn_mix))
         for slot, name in enumerate(names):
-            kind = get_venue(name).reported_price
+            spec = get_venue(name)
+            kind = spec.reported_price
             self._core.set_documented_kind(slot, PRICE_KINDS.index(kind) if kind in PRICE_KINDS else 0)
+            # no public feed: whatever liquidations arrive for it, its priors stay
+            self._core.set_has_feed(slot, spec.liquidation_feed != "none")
         # [calibrator] end
         if cascade:  # cascade
             self._core.configure_cascade(dict(cascade))
@@ -368,6 +371,8 @@ class Engine:
                 if core.calibration(slot)["documented_kind"] == "unknown":
                     kind = get_venue(name).reported_price
                     core.set_documented_kind(slot, PRICE_KINDS.index(kind) if kind in PRICE_KINDS else 0)
+                if get_venue(name).liquidation_feed == "none":  # snapshots from before the flag
+                    core.set_has_feed(slot, False)
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, _persist.SnapshotError):
                 raise
