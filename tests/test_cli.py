@@ -157,7 +157,8 @@ def test_bad_input_is_one_line_and_an_exit_code(argv, code, words, tmp_path: Pat
     truncated = tmp_path / "trunc.hcsnap"
     truncated.write_bytes(SNAP_FIXTURE.read_bytes()[:200])
     subst = {"{tmp}": str(tmp_path), "{okx}": str(SHARED_DATA / OKX), "{hl}": str(SHARED_DATA / HL),
-             "{garbage}": str(garbage), "{empty}": str(empty), "{truncated}": str(truncated), "{fixture}": str(SNAP_FIXTURE)}
+             "{garbage}": str(garbage), "{empty}": str(empty), "{truncated}": str(truncated),
+             "{fixture}": str(SNAP_FIXTURE)}
     args = []
     for a in argv:
         for k, v in subst.items():
