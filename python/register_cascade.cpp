@@ -4,6 +4,7 @@
 #include "prelude.hpp"
 
 #include <array>
+#include <limits>
 
 #include "heatcore/engine.hpp"
 
@@ -119,7 +120,26 @@ void register_cascade(py::module_& m) {
              const std::size_t n = hc::kMaxCascadeLevels + 1;  // row 0 pools every level
              auto imp = [&](std::size_t k) { return cm.impact(static_cast<int>(k)); };
              auto st = [&](std::size_t k) -> const hc::LevelStats& { return cm.stats(static_cast<int>(k)); };
+             auto rec = [&](std::size_t k) -> const hc::LevelRecord& { return cm.record(static_cast<int>(k)); };
+             // Row 0 of the recalibration columns is unused (NaN): it is per level only.
+             const double nan = std::numeric_limits<double>::quiet_NaN();
+             auto per_level = [&](auto f) {
+               return column<double>(n, [&](std::size_t k) { return k == 0 ? nan : f(k); });
+             };
+             auto why = [&](std::size_t k) {
+               hc::LevelCalibration c;
+               cm.recalibrate(static_cast<int>(k), 0.5, &c);
+               return c;
+             };
              return py::dict(
+                 "base_rate"_a = per_level([&](std::size_t k) { return why(k).base; }),
+                 "gate_platt"_a = per_level([&](std::size_t k) { return why(k).gate_platt; }),
+                 "gate_base"_a = per_level([&](std::size_t k) { return why(k).gate_base; }),
+                 "brier_raw"_a = per_level([&](std::size_t k) { return rec(k).e_raw; }),
+                 "brier_platt"_a = per_level([&](std::size_t k) { return rec(k).e_platt; }),
+                 "brier_base"_a = per_level([&](std::size_t k) { return rec(k).e_base; }),
+                 "brier_issued"_a = per_level([&](std::size_t k) { return rec(k).e_issued; }),
+                 "consensus_price"_a = cm.consensus_price(),
                  "exponent"_a = column<double>(n, [&](std::size_t k) { return imp(k).exponent; }),
                  "scale"_a = column<double>(n, [&](std::size_t k) { return imp(k).scale; }),
                  "residual"_a = column<double>(n, [&](std::size_t k) { return imp(k).residual; }),

@@ -138,6 +138,8 @@ def main() -> None:
         print("impact scale per level:", st["scale"])
         print("fraction per level:", np.round(st["fraction"], 3))
         print("platt a/b:", np.round(st["platt_a"], 2), np.round(st["platt_b"], 2))
+        for key in ("brier_raw", "brier_platt", "brier_base", "brier_issued", "gate_platt", "gate_base"):
+            print(f"{key}:", np.round(st[key][1:], 4))
         print("chains:", st["chains_total"], "resolved forecasts:", st["resolved_forecasts"])
 
 

@@ -1,9 +1,15 @@
-"""Calibration of the cascade forecast on the simulator (known truth).
+"""Calibration of the cascade forecast on the simulator (known truth), per level.
 
 "Reaches level k within the horizon" forecasts are taken every 5 simulated
 minutes and resolved against the simulator's true price path; the learned
 forecast is compared with the forecast with learning off and with
-climatology (see cascade_brier.py; run it directly for longer reports).
+climatology (see cascade_brier.py; run it directly for the per-level table:
+``PYTHONPATH=src:tests python3 tests/cascade_brier.py --hours 72 --seeds 1 2``).
+
+A level is *scored* where its outcome was reached often enough for a Brier
+comparison to mean something (at least MIN_HITS occasions reached); deeper
+levels are almost never reached on the simulator (their full-sample base rate
+is 0 and its Brier score exactly 0, which no forecast beats).
 """
 
 from __future__ import annotations
@@ -14,33 +20,59 @@ from cascade_brier import evaluate
 
 from heatcore import sim
 
+MIN_HITS = 15
 
-@pytest.fixture(scope="module")
-def report():
-    r = sim.simulate(hours=72, seed=1, venues=["binance", "bybit", "okx", "hyperliquid", "bitget"])
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["seed1", "seed2"])
+def report(request):
+    r = sim.simulate(hours=72, seed=request.param)
     rep, extra = evaluate(r, every_s=300.0, horizon_s=3600.0)
     return rep, extra
 
 
-def test_learned_forecast_beats_climatology_where_levels_are_reached(report):
-    rep, _ = report
-    reached = np.flatnonzero(rep.base_rate > 0.02)      # levels with enough outcomes to score
-    assert reached.size >= 1
-    for k in reached:
-        assert rep.learned[k] < rep.clim_full[k], k     # even the full-sample (lookahead) base rate
-    for k in np.flatnonzero(rep.n > 0):
-        assert rep.learned[k] < rep.clim_online[k], k   # the online base rate, at every level
+def scored(rep) -> np.ndarray:
+    hits = np.nan_to_num(rep.base_rate) * rep.n
+    return np.flatnonzero(hits >= MIN_HITS)
 
 
-def test_learning_improves_on_the_static_forecast(report):
+def test_learned_beats_climatology_per_level(report):
     rep, _ = report
+    levels = scored(rep)
+    assert levels.size >= 2                             # levels 1 and 2 are reached on both seeds
+    for k in levels:
+        assert rep.learned[k] < rep.clim_full[k], (k + 1, rep.learned[k], rep.clim_full[k])
+    for k in np.flatnonzero(rep.n > 0):                 # the online base rate, at every level
+        assert rep.learned[k] < rep.clim_online[k], (k + 1, rep.learned[k], rep.clim_online[k])
+
+
+def test_learned_beats_learning_off_from_level_2(report):
+    rep, _ = report
+    levels = scored(rep)
+    deep = levels[levels >= 1]
+    assert deep.size >= 1
+    for k in deep:
+        assert rep.learned[k] < rep.static[k], (k + 1, rep.learned[k], rep.static[k])
+    # every level the learning-off forecast gets visibly wrong (Brier > 1e-3) is improved
+    for k in np.flatnonzero((rep.n > 0) & (rep.static > 1e-3)):
+        if k >= 1:
+            assert rep.learned[k] < rep.static[k], (k + 1, rep.learned[k], rep.static[k])
     ok = rep.n > 0
     assert rep.learned[ok].sum() < 0.85 * rep.static[ok].sum()
-    deep = np.flatnonzero(ok & (rep.static > 1e-3))
-    deep = deep[deep >= 1]
-    assert deep.size >= 2
-    for k in deep:                                       # levels 2+: the learned walk is better
-        assert rep.learned[k] < rep.static[k], k
+
+
+def test_level_1_is_not_made_worse_by_recalibration(report):
+    # Level 1's raw forecast is the volatility reach probability, the same with
+    # learning on or off, and already calibrated on the simulator: the gate must
+    # keep it unless the engine's own record says otherwise.
+    rep, _ = report
+    assert rep.learned[0] <= rep.static[0] + 2e-4, (rep.learned[0], rep.static[0])
+
+
+@pytest.mark.xfail(strict=True, reason="measured (72 h): level 1 learned 0.0464 = learning-off 0.0464 (seed 1), "
+                   "0.0361 = 0.0361 (seed 2): the raw level-1 forecast is already calibrated and the gate keeps it")
+def test_learned_beats_learning_off_at_level_1(report):
+    rep, _ = report
+    assert rep.learned[0] < rep.static[0]
 
 
 def test_recalibration_only_saw_resolved_forecasts(report):
@@ -50,3 +82,18 @@ def test_recalibration_only_saw_resolved_forecasts(report):
     assert st["dropped_forecasts"] == 0
     # one pending forecast per side per record within the last horizon, no more
     assert st["pending_forecasts"] <= 2 * (3600 // 300 + 1)
+    # the engine scores its own candidates: the issued forecast is no worse than raw
+    # on its own record at the scored levels (up to rounding of the gate)
+    for k in (1, 2):
+        assert st["brier_issued"][k] <= st["brier_raw"][k] * 1.01, k
+
+
+@pytest.mark.xfail(strict=True, reason="measured (72 h, pooled level 0): learned impact exponent 0.505 (seed 1), "
+                   "0.557 (seed 2) vs the simulator's 0.87. The walk's regression of a segment's move on its "
+                   "notional measures map geometry and the volatility that triggered the liquidations, not impact; "
+                   "with the true 1 s price path and true notional a timing-identified fit recovers 0.85-0.97, "
+                   "from the feeds (5 s marks, sampled and silent venues) 0.30-0.53")
+def test_learned_impact_exponent_matches_the_simulator(report):
+    _, extra = report
+    truth = sim.SimConfig().impact_exponent
+    assert abs(extra["state"]["exponent"][0] - truth) < 0.1

@@ -12,7 +12,18 @@ constexpr double kMinUsd = 1.0;        // a side holding less than this has no c
 constexpr double kMinMove = 1e-4;       // 1 bp: floor of a recorded move (log of zero is no evidence)
 constexpr double kMedianFpt = 0.4549;   // Phi^-1(0.75)^2: median first-passage time is (d/sigma)^2 / this
 constexpr double kSecondsPerYear = 365.0 * 86400.0;
-constexpr double kPlattPrior = 200.0;    // pseudo-forecasts behind the identity recalibration
+// Recalibration. Prior precision of the Platt fit's (a, b - 1) (sd 1 around the
+// identity); refit cadence and Newton iterations; the gate: an alternative to the
+// raw walk starts to count when its paired z (Brier improvement over its
+// standard error) passes kGateZ0 x sqrt(the raw walk's skill) and replaces raw
+// fully kGateZ1 later.
+constexpr double kPlattPrecision = 1.0;
+constexpr std::uint64_t kRefitEvery = 16;
+constexpr int kPlattIterations = 6;
+constexpr double kGateZ0 = 2.0;
+constexpr double kGateZ1 = 1.5;
+constexpr std::size_t kMaxWindow = 4096;
+constexpr std::int64_t kStaleMarkMs = 600'000;  // a venue's mark older than this leaves the consensus
 
 double norm_cdf(double z) noexcept { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 
@@ -60,6 +71,10 @@ CascadeModel::CascadeModel(CascadeConfig config, std::size_t venues) : cfg_(conf
   const auto per_horizon = static_cast<std::size_t>(std::ceil(cfg_.horizon_s / cfg_.record_every_s));
   pending_.assign(std::min<std::size_t>(2 * per_horizon + 8, 4096), Pending{});
   last_.assign(std::max<std::size_t>(venues, 1), VenuePrice{});
+  scratch_.assign(last_.size(), 0.0);
+  window_ = std::min<std::size_t>(kMaxWindow, static_cast<std::size_t>(std::ceil(cfg_.calibration_half_life)));
+  win_x_.assign(window_ * kMaxCascadeLevels, 0.0);
+  win_y_.assign(window_ * kMaxCascadeLevels, 0.0);
   open_[0].side = Side::long_;
   open_[1].side = Side::short_;
 }
@@ -283,27 +298,110 @@ void CascadeModel::learn_time(int level, double seconds) {
   }
 }
 
-void CascadeModel::learn_platt(int level, double raw, bool reached) {
-  LevelStats& s = lv_[static_cast<std::size_t>(level)];
-  const double x = logit(raw);
-  const double p = sigmoid(s.platt_a + s.platt_b * x);
+double CascadeModel::overlap() const noexcept { return std::max(1.0, cfg_.horizon_s / cfg_.record_every_s); }
+
+void CascadeModel::learn_platt(int level, const Pending& p, int k, bool reached) {
+  const auto kk = static_cast<std::size_t>(k);
+  const auto li = static_cast<std::size_t>(level);
+  LevelRecord& r = rec_[li];
   const double y = reached ? 1.0 : 0.0;
-  const double wgt = std::max(p * (1.0 - p), 0.01);
-  // Online Newton step on the log loss with a discounted Hessian: the step
-  // shrinks like 1/n and floors at the forgetting rate, as every other statistic.
-  const double keep = 1.0 - calib_rate_;
-  s.h00 = keep * s.h00 + wgt;
-  s.h01 = keep * s.h01 + wgt * x;
-  s.h11 = keep * s.h11 + wgt * x * x;
-  const double ridge = 1.0;
-  const double a = s.h00 + ridge, b = s.h01, d = s.h11 + ridge;
-  const double det = a * d - b * b;
-  const double g0 = p - y, g1 = (p - y) * x;
-  s.platt_a -= (d * g0 - b * g1) / det;
-  s.platt_b -= (a * g1 - b * g0) / det;
-  s.platt_a = std::clamp(s.platt_a, -10.0, 10.0);
-  s.platt_b = std::clamp(s.platt_b, 0.0, 5.0);
-  s.n_resolved += 1.0;
+  auto sq = [y](double q) { return (q - y) * (q - y); };
+  const double e_raw = sq(p.raw[kk]), e_platt = sq(p.platt[kk]), e_base = sq(p.base[kk]);
+  r.n += 1.0;
+  const double eta = std::max(1.0 / r.n, calib_rate_);
+  r.base += eta * (y - r.base);
+  r.e_raw += eta * (e_raw - r.e_raw);
+  r.e_platt += eta * (e_platt - r.e_platt);
+  r.e_base += eta * (e_base - r.e_base);
+  r.e_issued += eta * (sq(p.issued[kk]) - r.e_issued);
+  const double dp = e_platt - e_raw, db = e_base - e_raw;
+  r.d_platt += eta * (dp - r.d_platt);
+  r.d_platt2 += eta * (dp * dp - r.d_platt2);
+  r.d_base += eta * (db - r.d_base);
+  r.d_base2 += eta * (db * db - r.d_base2);
+  const std::size_t slot = (li - 1) * window_ + static_cast<std::size_t>(r.next);
+  win_x_[slot] = logit(p.raw[kk]);
+  win_y_[slot] = y;
+  r.next = (r.next + 1) % window_;
+  r.stored = std::min<std::uint64_t>(r.stored + 1, window_);
+  lv_[li].n_resolved += 1.0;
+  if (++r.since_fit >= kRefitEvery) refit_platt(level);
+}
+
+// MAP Platt fit on the level's window by Newton's method: weighted log loss
+// (weight 1/overlap per forecast) plus kPlattPrecision/2 * (a^2 + (b-1)^2).
+void CascadeModel::refit_platt(int level) {
+  const auto li = static_cast<std::size_t>(level);
+  LevelRecord& r = rec_[li];
+  LevelStats& s = lv_[li];
+  r.since_fit = 0;
+  const double w = 1.0 / overlap();
+  const double* xs = win_x_.data() + (li - 1) * window_;
+  const double* ys = win_y_.data() + (li - 1) * window_;
+  const auto m = static_cast<std::size_t>(r.stored);
+  double a = s.platt_a, b = s.platt_b;
+  for (int it = 0; it < kPlattIterations; ++it) {
+    double g0 = kPlattPrecision * a, g1 = kPlattPrecision * (b - 1.0);
+    double h00 = kPlattPrecision, h01 = 0.0, h11 = kPlattPrecision;
+    for (std::size_t i = 0; i < m; ++i) {
+      const double x = xs[i];
+      const double q = sigmoid(a + b * x);
+      const double e = w * (q - ys[i]);
+      const double v = w * q * (1.0 - q);
+      g0 += e;
+      g1 += e * x;
+      h00 += v;
+      h01 += v * x;
+      h11 += v * x * x;
+    }
+    const double det = h00 * h11 - h01 * h01;
+    if (!(det > 0.0)) break;
+    a -= (h11 * g0 - h01 * g1) / det;
+    b -= (h00 * g1 - h01 * g0) / det;
+    a = std::clamp(a, -10.0, 10.0);
+    b = std::clamp(b, 0.0, 5.0);
+  }
+  s.platt_a = a;
+  s.platt_b = b;
+}
+
+double CascadeModel::platt(int level, double raw) const noexcept {
+  if (!(raw > 0.0)) return 0.0;
+  const LevelStats& s = lv_[static_cast<std::size_t>(level)];
+  return sigmoid(s.platt_a + s.platt_b * logit(raw));
+}
+
+double CascadeModel::base_rate(int level) const noexcept {
+  const LevelRecord& r = rec_[static_cast<std::size_t>(level)];
+  const double n = std::min(r.n, 1.0 / calib_rate_);
+  return (n * r.base + 0.5) / (n + 1.0);  // one pseudo-forecast at 1/2
+}
+
+double CascadeModel::recalibrate(int level, double raw, LevelCalibration* why) const {
+  if (level < 1 || level > kMaxCascadeLevels) throw std::out_of_range("cascade level");
+  const LevelRecord& r = rec_[static_cast<std::size_t>(level)];
+  const double pc = platt(level, raw), pb = base_rate(level);
+  const double n_eff = std::min(r.n, 1.0 / calib_rate_) / overlap();
+  // The raw walk's own track record sets how much evidence an alternative needs:
+  // its skill over the level's base rate (1: perfect, 0: no better than the base
+  // rate). A skilful raw walk is only left on a z of kGateZ0 (at skill 1), one no
+  // better than the base rate as soon as an alternative is better on average.
+  const double clim = std::max(r.base * (1.0 - r.base), 1e-6);
+  const double skill = std::clamp(1.0 - r.e_raw / clim, 0.0, 1.0);
+  const double z0 = kGateZ0 * std::sqrt(skill);
+  // Paired test of "candidate - raw" squared errors: z of the mean improvement.
+  auto gate = [n_eff, z0](double d, double d2) {
+    if (n_eff < 1.0) return 0.0;
+    const double var = std::max(d2 - d * d, 1e-12);
+    const double z = -d / std::sqrt(var / n_eff);
+    return std::clamp((z - z0) / kGateZ1, 0.0, 1.0);
+  };
+  const double gp = gate(r.d_platt, r.d_platt2), gb = gate(r.d_base, r.d_base2);
+  if (why != nullptr) *why = LevelCalibration{pc, pb, gp, gb};
+  if (!(raw > 0.0)) return 0.0;
+  if (gp > 0.0 && (gb <= 0.0 || r.e_platt <= r.e_base)) return raw + gp * (pc - raw);
+  if (gb > 0.0) return raw + gb * (pb - raw);
+  return raw;
 }
 
 // ---- learned parameters --------------------------------------------------------------
@@ -383,6 +481,8 @@ void CascadeModel::on_price(std::size_t slot, std::int64_t ts, double price, boo
     }
     if (ts >= lp.ts || lp.price == 0.0) lp = VenuePrice{ts, price};
   }
+  update_consensus(ts);
+  if (!(consensus_ > 0.0)) consensus_ = price;
   for (std::size_t si = 0; si < 2; ++si) {
     ChainRecord& c = open_[si];
     if (c.events == 0) continue;
@@ -394,10 +494,24 @@ void CascadeModel::on_price(std::size_t slot, std::int64_t ts, double price, boo
     if (!p.live) continue;
     if (ts >= p.ts + horizon_ms) {
       resolve(p, learn);
-    } else if (beyond(p.side, price, p.extreme)) {
-      p.extreme = price;
+    } else if (beyond(p.side, consensus_, p.extreme)) {
+      p.extreme = consensus_;
     }
   }
+}
+
+// The median of the venues' marks not older than kStaleMarkMs (one venue's basis
+// or glitch cannot resolve a forecast alone).
+void CascadeModel::update_consensus(std::int64_t ts) {
+  std::size_t m = 0;
+  for (const VenuePrice& v : last_)
+    if (v.price > 0.0 && ts - v.ts <= kStaleMarkMs) scratch_[m++] = v.price;
+  if (m == 0) return;
+  const auto mid = static_cast<std::ptrdiff_t>(m / 2);
+  std::nth_element(scratch_.begin(), scratch_.begin() + mid, scratch_.begin() + static_cast<std::ptrdiff_t>(m));
+  double med = scratch_[static_cast<std::size_t>(mid)];
+  if (m % 2 == 0) med = 0.5 * (med + *std::max_element(scratch_.begin(), scratch_.begin() + mid));
+  consensus_ = med;
 }
 
 bool CascadeModel::forecast_due(std::int64_t ts) const noexcept {
@@ -414,10 +528,16 @@ void CascadeModel::record_forecast(std::int64_t ts, Side side, double price, con
     p.ts = ts;
     p.side = side;
     p.n = std::min(n, kMaxCascadeLevels);
-    p.extreme = price;
+    p.extreme = consensus_ > 0.0 ? consensus_ : price;
     for (int k = 0; k < p.n; ++k) {
-      p.price[static_cast<std::size_t>(k)] = levels[k].price;
-      p.raw[static_cast<std::size_t>(k)] = levels[k].raw_probability;
+      const auto kk = static_cast<std::size_t>(k);
+      p.price[kk] = levels[k].price;
+      p.raw[kk] = levels[k].raw_probability;
+      p.platt[kk] = platt(k + 1, levels[k].raw_probability);
+      // No base rate before one horizon's worth of outcomes: the candidate is raw then.
+      const bool has_base = rec_[kk + 1].n >= overlap();
+      p.base[kk] = has_base ? base_rate(k + 1) : levels[k].raw_probability;
+      p.issued[kk] = levels[k].probability;
     }
     return;
   }
@@ -428,7 +548,7 @@ void CascadeModel::resolve(Pending& p, bool learn) {
   if (learn)
     for (int k = 0; k < p.n; ++k) {
       const auto kk = static_cast<std::size_t>(k);
-      learn_platt(k + 1, p.raw[kk], beyond(p.side, p.extreme, p.price[kk]));
+      learn_platt(k + 1, p, k, beyond(p.side, p.extreme, p.price[kk]));
     }
   p.live = false;
   ++resolved_;
@@ -442,7 +562,8 @@ std::size_t CascadeModel::pending_forecasts() const noexcept {
 
 std::size_t CascadeModel::memory_bytes() const noexcept {
   return sizeof(*this) + ring_.capacity() * sizeof(ChainRecord) + pending_.capacity() * sizeof(Pending) +
-         last_.capacity() * sizeof(VenuePrice);
+         last_.capacity() * sizeof(VenuePrice) + scratch_.capacity() * sizeof(double) +
+         (win_x_.capacity() + win_y_.capacity()) * sizeof(double);
 }
 
 // ---- the walk ---------------------------------------------------------------------------
@@ -482,16 +603,7 @@ int CascadeModel::walk(Side /*side: clusters are already on it*/, double price, 
       eta = std::min(prev.eta_s + t_level, vol_time(d));
     }
     l.raw_probability = raw;
-    double prob = raw;
-    if (learned) {
-      // The fitted recalibration is trusted in proportion to its evidence
-      // (shrunk towards the identity with kPlattPrior pseudo-forecasts).
-      const LevelStats& s = lv_[static_cast<std::size_t>(level)];
-      const double n_fit = std::min(s.n_resolved, 1.0 / calib_rate_);
-      const double trust = n_fit / (n_fit + kPlattPrior);
-      prob = sigmoid(trust * s.platt_a + (1.0 + trust * (s.platt_b - 1.0)) * logit(raw));
-      if (raw <= 0.0) prob = 0.0;
-    }
+    double prob = learned ? recalibrate(level, raw) : raw;
     if (k > 0) prob = std::min(prob, out[k - 1].probability);
     l.probability = prob;
     l.eta_s = eta;

@@ -18,10 +18,24 @@
 // The forecast walks the current map from the current price (`walk`): level 1
 // is reached with a volatility reach probability (reflection principle, vol
 // learned from price updates); each next level either by the modelled impact of
-// the previous level's expected liquidations or by volatility alone. The raw
-// probabilities are recalibrated per level by an online Platt scaling fitted
-// only on the engine's own forecasts once they have resolved (recorded at a
-// cadence, resolved after the horizon): no lookahead.
+// the previous level's expected liquidations or by volatility alone.
+//
+// Recalibration (per level, only from the engine's own forecasts once they have
+// resolved: recorded at a cadence, resolved after the horizon against the
+// consensus price, the median of the venues' marks; no lookahead):
+//   * a MAP Platt fit p = sigmoid(a + b logit(raw)) on the last
+//     calibration_half_life (at most 4096) resolved forecasts, Gaussian prior around the
+//     identity (a = 0, b = 1), each forecast weighted 1/overlap (a new one every
+//     record_every_s, each open for horizon_s: consecutive outcomes are not
+//     independent);
+//   * the level's base rate (forgetting mean of its outcomes);
+//   * the raw walk.
+// Every resolved forecast scores the three candidates as they were issued
+// (running Brier, forgetting at calibration_half_life). The issued probability
+// is the raw walk unless an alternative beats it by a paired test on the
+// squared-error differences: then it moves from raw towards the better
+// alternative in proportion to the z. The z needed grows with the raw walk's own
+// skill over the base rate (a calibrated raw walk is left only on strong evidence).
 //
 // Memory: every buffer is sized at construction (fixed-capacity rings for the
 // chain history and the pending forecasts). Per event the tracker does O(levels)
@@ -111,10 +125,30 @@ struct LevelStats {
   double n_impact = 0.0, mx = 0.0, my = 0.0, mxx = 0.0, mxy = 0.0, myy = 0.0;
   double n_fraction = 0.0, f_num = 0.0, f_den = 0.0;   // weighted means of observed and mapped
   double n_time = 0.0, log_time = 0.0;
-  // online Platt recalibration: p = sigmoid(a + b * logit(raw))
+  // Platt recalibration: p = sigmoid(a + b * logit(raw)) (MAP fit on the window)
   double platt_a = 0.0, platt_b = 1.0;
-  double h00 = 0.0, h01 = 0.0, h11 = 0.0;   // discounted Hessian of the log loss
+  double h00 = 0.0, h01 = 0.0, h11 = 0.0;   // unused since CASC 1.1 (1.0's online Hessian)
   double n_resolved = 0.0;
+};
+
+// Track record of one level's candidates over its resolved forecasts (forgetting
+// means, step 1/n floored at the calibration rate). Squared errors of the raw
+// walk, the Platt fit, the base rate and the issued probability; paired
+// differences (candidate - raw) and their squares for the gate's test.
+struct LevelRecord {
+  double n = 0.0;
+  double base = 0.0;                       // mean outcome
+  double e_raw = 0.0, e_platt = 0.0, e_base = 0.0, e_issued = 0.0;
+  double d_platt = 0.0, d_platt2 = 0.0, d_base = 0.0, d_base2 = 0.0;
+  std::uint64_t since_fit = 0;             // resolutions since the last Platt refit
+  std::uint64_t stored = 0;                // resolved forecasts in the window
+  std::uint64_t next = 0;                  // next window slot
+};
+
+// The recalibration's view of one level (inspection).
+struct LevelCalibration {
+  double platt = 0.0, base = 0.0;          // candidates' probabilities for a given raw
+  double gate_platt = 0.0, gate_base = 0.0;  // in [0, 1]: how far the issued moves towards each
 };
 
 struct ImpactParams {
@@ -172,6 +206,10 @@ class CascadeModel {
   double fraction(int level) const;
   double level_time_s(int level) const;
   const LevelStats& stats(int level) const { return lv_.at(static_cast<std::size_t>(level)); }
+  const LevelRecord& record(int level) const { return rec_.at(static_cast<std::size_t>(level)); }
+  // The issued probability for `raw` at `level` (1..kMaxCascadeLevels) and the candidates behind it.
+  double recalibrate(int level, double raw, LevelCalibration* why = nullptr) const;
+  double consensus_price() const noexcept { return consensus_; }
   double vol_per_sqrt_s() const noexcept;        // sd of log price per sqrt(second)
   std::uint64_t chains_total() const noexcept { return chains_total_; }
   std::size_t history_size() const noexcept;
@@ -188,9 +226,11 @@ class CascadeModel {
 
   // ---- persist (defined in serialize.cpp) ----
   // The learned state (not the config: the caller writes that). load() fills a
-  // model constructed with the same config and venue count; throws serial::SnapshotError.
+  // model constructed with the same config and venue count; throws
+  // serial::SnapshotError. `minor`: the section's minor version (1.0 has no
+  // track records, window or consensus: those start fresh).
   void save(serial::Writer& w) const;
-  void load(serial::Reader& r);
+  void load(serial::Reader& r, int minor);
 
  private:
   struct Pending {
@@ -201,6 +241,9 @@ class CascadeModel {
     double extreme = 0.0;
     std::array<double, kMaxCascadeLevels> price{};
     std::array<double, kMaxCascadeLevels> raw{};
+    std::array<double, kMaxCascadeLevels> platt{};   // candidates as issued (scored at resolution)
+    std::array<double, kMaxCascadeLevels> base{};
+    std::array<double, kMaxCascadeLevels> issued{};
   };
   struct VenuePrice {
     std::int64_t ts = 0;
@@ -209,12 +252,17 @@ class CascadeModel {
 
   double step_size(double n) const noexcept;
   double evidence(int level) const noexcept;
+  double overlap() const noexcept;   // forecasts open at once per side: horizon / cadence
   void move_chain(std::size_t si, std::int64_t ts, double price, bool learn);
   void close_chain(std::size_t si, bool learn);
   void learn_impact(int level, double q, double move);
   void learn_fraction(int level, double observed, double mapped);
   void learn_time(int level, double seconds);
-  void learn_platt(int level, double raw, bool reached);
+  void learn_platt(int level, const Pending& p, int k, bool reached);
+  void refit_platt(int level);
+  double platt(int level, double raw) const noexcept;
+  double base_rate(int level) const noexcept;
+  void update_consensus(std::int64_t ts);
   void resolve(Pending& p, bool learn);
 
   CascadeConfig cfg_;
@@ -233,6 +281,11 @@ class CascadeModel {
   bool recorded_any_ = false;
   std::uint64_t resolved_ = 0, dropped_ = 0;
   std::vector<VenuePrice> last_;                      // per venue slot
+  std::vector<double> scratch_;                       // one per venue: the consensus median
+  double consensus_ = 0.0;                            // median of the venues' marks
+  std::array<LevelRecord, kMaxCascadeLevels + 1> rec_{};  // [0] unused
+  std::size_t window_ = 0;                            // resolved forecasts kept per level
+  std::vector<double> win_x_, win_y_;                 // per level: window_ resolved (logit raw, outcome)
   double vol_r2_ = 0.0, vol_dt_ = 0.0;                // discounted sums of r^2 and seconds
 };
 

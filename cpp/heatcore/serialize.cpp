@@ -763,9 +763,29 @@ void CascadeModel::save(Writer& w) const {
   }
   w.f64(vol_r2_);
   w.f64(vol_dt_);
+  // ---- 1.1: consensus price, per-level track records and Platt windows, the
+  // candidates each pending forecast was issued with.
+  w.f64(consensus_);
+  w.u64(window_);
+  for (std::size_t li = 1; li < rec_.size(); ++li) {
+    const LevelRecord& c = rec_[li];
+    for (double x : {c.n, c.base, c.e_raw, c.e_platt, c.e_base, c.e_issued, c.d_platt, c.d_platt2, c.d_base, c.d_base2})
+      w.f64(x);
+    w.u64(c.since_fit);
+    w.u64(c.stored);
+    w.u64(c.next);
+    const std::size_t off = (li - 1) * window_;
+    w.f64_span(win_x_.data() + off, static_cast<std::size_t>(c.stored));
+    w.f64_span(win_y_.data() + off, static_cast<std::size_t>(c.stored));
+  }
+  for (const Pending& p : pending_) {
+    write_array(w, p.platt);
+    write_array(w, p.base);
+    write_array(w, p.issued);
+  }
 }
 
-void CascadeModel::load(Reader& r) {
+void CascadeModel::load(Reader& r, int minor) {
   CascadeModel m = *this;  // fill a copy: *this stays unchanged if the bytes are bad
   for (LevelStats& s : m.lv_)
     for (double* x : {&s.n_impact, &s.mx, &s.my, &s.mxx, &s.mxy, &s.myy, &s.n_fraction, &s.f_num, &s.f_den,
@@ -806,6 +826,39 @@ void CascadeModel::load(Reader& r) {
   }
   m.vol_r2_ = r.f64();
   m.vol_dt_ = r.f64();
+  if (minor >= 1) {
+    m.consensus_ = r.f64();
+    if (!(m.consensus_ >= 0.0) || !std::isfinite(m.consensus_)) r.fail("consensus price out of range");
+    if (r.u64() != m.window_) r.fail("calibration window does not match the config");
+    for (std::size_t li = 1; li < m.rec_.size(); ++li) {
+      LevelRecord& c = m.rec_[li];
+      for (double* x : {&c.n, &c.base, &c.e_raw, &c.e_platt, &c.e_base, &c.e_issued, &c.d_platt, &c.d_platt2,
+                        &c.d_base, &c.d_base2}) {
+        *x = r.f64();
+        if (!std::isfinite(*x) || *x < -1.0) r.fail("track record out of range");
+      }
+      c.since_fit = r.u64();
+      c.stored = r.u64();
+      c.next = r.u64();
+      if (c.stored > m.window_ || c.next >= m.window_ || (c.stored < m.window_ && c.next != c.stored) ||
+          c.since_fit > c.stored)
+        r.fail("calibration window position out of range");
+      const std::size_t off = (li - 1) * m.window_;
+      r.f64_span(m.win_x_.data() + off, static_cast<std::size_t>(c.stored));
+      r.f64_span(m.win_y_.data() + off, static_cast<std::size_t>(c.stored));
+      for (std::size_t i = 0; i < c.stored; ++i)
+        if (!std::isfinite(m.win_x_[off + i]) || (m.win_y_[off + i] != 0.0 && m.win_y_[off + i] != 1.0))
+          r.fail("calibration window entry out of range");
+    }
+    for (Pending& p : m.pending_) {
+      read_array(r, p.platt);
+      read_array(r, p.base);
+      read_array(r, p.issued);
+    }
+  } else {
+    // 1.0: no track records; pending forecasts score every candidate as raw.
+    for (Pending& p : m.pending_) p.platt = p.base = p.issued = p.raw;
+  }
   *this = std::move(m);
 }
 
@@ -1194,7 +1247,7 @@ void Engine::save_learner_sections(Writer& w) const {
     calib_.save(w);
   }
   {
-    auto s = w.section(kCasc, 1, 0, false);  // cascade: config, then learned state
+    auto s = w.section(kCasc, 1, 1, false);  // cascade: config, then learned state (1.1: recalibration)
     write_cascade_config(w, cfg_.cascade);
     cascade_.save(w);
   }
@@ -1243,7 +1296,7 @@ bool Engine::load_learner_section(const SectionHeader& h, Reader& body, bool con
     } catch (const std::invalid_argument& e) {
       body.fail(std::string("invalid cascade config: ") + e.what());
     }
-    if (!config_only) cascade_.load(body);
+    if (!config_only) cascade_.load(body, h.minor);
     return true;
   }
   if (h.tag == kFcst) {

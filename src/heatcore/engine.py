@@ -1004,8 +1004,15 @@ class Engine:
         level k. ``exponent``/``scale``/``residual`` give the impact
         ``move = scale * notional**exponent`` (relative move, log-sd residual);
         ``fraction`` is observed over mapped notional; ``level_time_s`` the time
-        from one level to the next; ``platt_a``/``platt_b`` the online
-        recalibration; ``n_*`` the evidence behind each.
+        from one level to the next; ``platt_a``/``platt_b`` the MAP Platt fit
+        of the recalibration; ``n_*`` the evidence behind each. The
+        recalibration's per-level columns (index 0 is NaN): ``base_rate``,
+        the running Brier scores of the engine's own resolved forecasts
+        ``brier_raw``/``brier_platt``/``brier_base``/``brier_issued`` (raw walk,
+        Platt fit, base rate, the issued probability) and ``gate_platt``/
+        ``gate_base`` (in [0, 1]: how far the issued probability moves from the
+        raw walk towards that candidate). ``consensus_price``: the median of
+        the venues' marks, against which the engine resolves its forecasts.
         """
         with self._lock:
             return dict(self._core.cascade_state())
