@@ -131,7 +131,10 @@ void register_cascade(py::module_& m) {
                cm.recalibrate(static_cast<int>(k), 0.5, &c);
                return c;
              };
+             const hc::ChainImpact ci = cm.chain_impact();
              return py::dict(
+                 "chain_exponent"_a = ci.exponent, "chain_scale"_a = ci.scale, "chain_residual"_a = ci.residual,
+                 "n_chain_impact"_a = ci.n, "chain_fitted"_a = ci.fitted,
                  "base_rate"_a = per_level([&](std::size_t k) { return why(k).base; }),
                  "gate_platt"_a = per_level([&](std::size_t k) { return why(k).gate_platt; }),
                  "gate_base"_a = per_level([&](std::size_t k) { return why(k).gate_base; }),

@@ -88,12 +88,11 @@ def test_recalibration_only_saw_resolved_forecasts(report):
         assert st["brier_issued"][k] <= st["brier_raw"][k] * 1.01, k
 
 
-@pytest.mark.xfail(strict=True, reason="measured (72 h, pooled level 0): learned impact exponent 0.505 (seed 1), "
-                   "0.557 (seed 2) vs the simulator's 0.87. The walk's regression of a segment's move on its "
-                   "notional measures map geometry and the volatility that triggered the liquidations, not impact; "
-                   "with the true 1 s price path and true notional a timing-identified fit recovers 0.85-0.97, "
-                   "from the feeds (5 s marks, sampled and silent venues) 0.30-0.53")
+@pytest.mark.xfail(strict=True, reason="measured (72 h, default 5 s marks): chain impact law exponent 0.46 "
+                   "(seed 1), 0.52 (seed 2) vs the simulator's 0.87: a tick of 5 s also holds the diffusion that "
+                   "triggered its liquidations (with 1 s marks 0.87-0.97: test_cascade_impact.py). The walk's "
+                   "per-level segment fit (map geometry, not impact) gives 0.505 / 0.557 pooled")
 def test_learned_impact_exponent_matches_the_simulator(report):
     _, extra = report
     truth = sim.SimConfig().impact_exponent
-    assert abs(extra["state"]["exponent"][0] - truth) < 0.1
+    assert abs(extra["state"]["chain_exponent"] - truth) < 0.12

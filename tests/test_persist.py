@@ -706,22 +706,26 @@ def test_corrupt_calibrator_section_is_refused(cal_run) -> None:
 
 
 def _casc_1_1_tail_bytes(eng: hc.Engine) -> int:
-    """Bytes CASC 1.1 appends to the 1.0 payload: consensus price, window size, per
-    level a track record (10 f64, 3 u64) and its window of resolved forecasts, the
-    candidates (3 x 10 f64) of every pending forecast slot."""
+    """Bytes CASC 1.1 and 1.2 append to the 1.0 payload. 1.1: consensus price,
+    window size, per level a track record (10 f64, 3 u64) and its window of
+    resolved forecasts, the candidates (3 x 10 f64) of every pending forecast
+    slot. 1.2: the chain impact law (tick i64, f64, bool; per side 3 f64 + i64;
+    two grids of 121 f64; 3 f64)."""
     import math
 
     cfg, st = eng.cascade_config(), eng.cascade_state()
     window = min(4096, math.ceil(cfg["calibration_half_life"]))
     stored = np.minimum(st["n_resolved"][1:], window).astype(int)
     slots = min(2 * math.ceil(cfg["horizon_s"] / cfg["record_every_s"]) + 8, 4096)
-    return 16 + int(np.sum(13 * 8 + 2 * 8 * stored)) + slots * 3 * 10 * 8
+    v1_1 = 16 + int(np.sum(13 * 8 + 2 * 8 * stored)) + slots * 3 * 10 * 8
+    v1_2 = 8 + 8 + 1 + 2 * 32 + 2 * 121 * 8 + 3 * 8
+    return v1_1 + v1_2
 
 
 def test_cascade_1_0_section_still_loads(tmp_path: Path, sim_run) -> None:
-    """A CASC 1.0 section (before the recalibration's track records) loads: the
-    learned walk is kept, the recalibration starts fresh (issued = raw walk) and
-    a bad 1.1 tail is refused."""
+    """A CASC 1.0 section (before the recalibration's track records and the chain
+    impact law) loads: the learned walk is kept, the recalibration and the law
+    start fresh (issued = raw walk, prior law) and a bad tail is refused."""
     a = hc.Engine(sim_run.symbol, step=sim_run.step, venues=sim_run.venues)
     a.ingest(sim_run.events)
     st = a.cascade_state()
@@ -732,18 +736,32 @@ def test_cascade_1_0_section_still_loads(tmp_path: Path, sim_run) -> None:
     def as_1_0(secs):
         return [(t, x, 0, g, p[:-tail]) if t == b"CASC" else (t, x, y, g, p) for t, x, y, g, p in secs]
 
-    assert [y for t, _, y, _, _ in _core_sections(_split(data)[1][1][4]) if t == b"CASC"] == [1]
+    assert [y for t, _, y, _, _ in _core_sections(_split(data)[1][1][4]) if t == b"CASC"] == [2]
     b = hc.Engine.__new__(hc.Engine)
     b.__setstate__(_with_core(data, as_1_0))
     sb = b.cascade_state()
     for key in ("exponent", "scale", "fraction", "level_time_s", "platt_a", "platt_b", "n_impact", "n_resolved"):
         np.testing.assert_array_equal(sb[key], st[key], err_msg=key)
     assert np.all(sb["brier_raw"][1:] == 0) and np.all(sb["gate_platt"][1:] == 0)
+    assert st["n_chain_impact"] > 0 and sb["n_chain_impact"] == 0 and not sb["chain_fitted"]
     for side in ("long", "short"):
         ca, cb = a.cascade(side), b.cascade(side)
         np.testing.assert_array_equal(cb["raw_probability"], ca["raw_probability"])
         np.testing.assert_array_equal(cb["probability"], np.minimum.accumulate(cb["raw_probability"]))
     b.ingest(sim_run.events[-10:])  # and it runs on
+
+    def as_1_1(secs):
+        cut = 8 + 8 + 1 + 2 * 32 + 2 * 121 * 8 + 3 * 8
+        return [(t, x, 1, g, p[:-cut]) if t == b"CASC" else (t, x, y, g, p) for t, x, y, g, p in secs]
+
+    d = hc.Engine.__new__(hc.Engine)
+    d.__setstate__(_with_core(data, as_1_1))
+    sd = d.cascade_state()
+    for key in ("brier_raw", "brier_platt", "gate_platt", "base_rate"):
+        np.testing.assert_array_equal(sd[key], st[key], err_msg=key)
+    assert sd["n_chain_impact"] == 0
+    for side in ("long", "short"):
+        np.testing.assert_array_equal(d.cascade(side), a.cascade(side))
 
     def cut_short(secs):
         return [(t, x, y, g, p[:-tail // 2]) if t == b"CASC" else (t, x, y, g, p) for t, x, y, g, p in secs]

@@ -23,7 +23,12 @@ constexpr int kPlattIterations = 6;
 constexpr double kGateZ0 = 2.0;
 constexpr double kGateZ1 = 1.5;
 constexpr std::size_t kMaxWindow = 4096;
-constexpr std::int64_t kStaleMarkMs = 600'000;  // a venue's mark older than this leaves the consensus
+constexpr std::int64_t kStaleMarkMs = 600'000;
+// Chain impact law: forgetting in observations (ticks with liquidations), as a
+// multiple of half_life (its evidence per tick is weak); observations before a fit.
+constexpr double kImpactHalfLives = 10.0;
+constexpr double kMinImpactObs = 50.0;
+constexpr double kUsdUnit = 1e6;            // increments are fitted in $1M (conditioning)  // a venue's mark older than this leaves the consensus
 
 double norm_cdf(double z) noexcept { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 
@@ -470,6 +475,7 @@ double CascadeModel::evidence(int level) const noexcept {
 // ---- prices and self-recorded forecasts ------------------------------------------
 
 void CascadeModel::on_price(std::size_t slot, std::int64_t ts, double price, bool learn) {
+  if (ts > tick_ts_) on_tick(ts, learn);  // consensus_ is still the finished tick's
   if (slot < last_.size()) {
     VenuePrice& lp = last_[slot];
     if (lp.price > 0.0 && ts >= lp.ts) {
@@ -498,6 +504,75 @@ void CascadeModel::on_price(std::size_t slot, std::int64_t ts, double price, boo
       p.extreme = consensus_;
     }
   }
+}
+
+// A new price tick at `ts`: the tick at tick_ts_ is finished (consensus_ is its
+// price). The interval that ended at tick_ts_ gets its return and becomes an
+// observation per side that liquidated in it; the interval [tick_ts_, ts)
+// has seen all its liquidations and waits for the finished price of tick ts.
+void CascadeModel::on_tick(std::int64_t ts, bool learn) {
+  const double px = consensus_;
+  const bool have = tick_ts_ > 0 && px > 0.0;
+  if (have && interval_open_ && tick0_px_ > 0.0) {
+    const double r = std::log(px / tick0_px_);
+    for (std::size_t si = 0; si < 2; ++si)
+      if (iv_q1_[si] > iv_q0_[si] && learn && std::isfinite(r))
+        learn_chain_impact(si == 0 ? -r : r, iv_q0_[si], iv_q1_[si]);  // long liquidations push down
+  }
+  for (std::size_t si = 0; si < 2; ++si) {
+    const ChainRecord& c = open_[si];
+    const std::int64_t id = c.events > 0 ? c.start_ts : 0;
+    const double q_now = c.events > 0 ? c.notional : 0.0;
+    iv_q0_[si] = id == chain_tick_[si] ? q_tick_[si] : 0.0;  // a chain opened since: from zero
+    iv_q1_[si] = q_now;
+    q_tick_[si] = q_now;
+    chain_tick_[si] = id;
+  }
+  interval_open_ = have;
+  tick0_px_ = have ? px : 0.0;
+  tick_ts_ = ts;
+}
+
+void CascadeModel::learn_chain_impact(double r, double q0, double q1) {
+  const double keep = std::exp2(-1.0 / (kImpactHalfLives * cfg_.half_life));
+  imp_rr_ = keep * imp_rr_ + r * r;
+  imp_n_ = keep * imp_n_ + 1.0;
+  imp_count_ += 1.0;
+  const double l1 = std::log(q1 / kUsdUnit);
+  const double l0 = q0 > 0.0 ? std::log(q0 / kUsdUnit) : 0.0;
+  for (int i = 0; i < kImpactGrid; ++i) {
+    const double b = kImpactGridLo + kImpactGridStep * i;
+    const double f = std::exp(b * l1) - (q0 > 0.0 ? std::exp(b * l0) : 0.0);
+    const auto ii = static_cast<std::size_t>(i);
+    imp_ff_[ii] = keep * imp_ff_[ii] + f * f;
+    imp_fr_[ii] = keep * imp_fr_[ii] + f * r;
+  }
+}
+
+ChainImpact CascadeModel::chain_impact() const noexcept {
+  ChainImpact out;
+  out.exponent = cfg_.prior_exponent;
+  out.scale = cfg_.prior_scale;
+  out.n = imp_count_;
+  if (imp_count_ < kMinImpactObs) return out;
+  int best = -1;
+  double best_sse = 0.0;
+  for (int i = 0; i < kImpactGrid; ++i) {
+    const auto ii = static_cast<std::size_t>(i);
+    if (!(imp_ff_[ii] > 0.0) || !(imp_fr_[ii] > 0.0)) continue;  // impact must push the chain's way
+    const double sse = imp_rr_ - imp_fr_[ii] * imp_fr_[ii] / imp_ff_[ii];
+    if (best < 0 || sse < best_sse) {
+      best = i;
+      best_sse = sse;
+    }
+  }
+  if (best < 0) return out;
+  const auto bi = static_cast<std::size_t>(best);
+  out.exponent = kImpactGridLo + kImpactGridStep * best;
+  out.scale = imp_fr_[bi] / imp_ff_[bi] * std::pow(kUsdUnit, -out.exponent);
+  out.residual = std::sqrt(std::max(best_sse, 0.0) / imp_n_);
+  out.fitted = true;
+  return out;
 }
 
 // The median of the venues' marks not older than kStaleMarkMs (one venue's basis

@@ -15,6 +15,18 @@
 // Every statistic moves by a step 1/n floored at a forgetting rate given as a
 // half-life in observations (the Leverage Learner's scheme).
 //
+// Separately, the *chain impact law*: a chain that has liquidated Q (observed
+// USD) has moved the price by scale * Q^exponent (the simulator's and the
+// field's metaorder law). Fitted from timing, not from the map: the consensus
+// price's return over one price tick is regressed on the increment
+// Q1^b - Q0^b of the chain's notional liquidated since the tick began (the
+// liquidations were triggered by prices at the tick's start, their impact lands
+// within the tick). Non-linear least squares: the sufficient sums are kept for
+// every b on a grid (0.30..1.50 by 0.01), b is the grid minimum of the residual
+// sum of squares, scale its least-squares coefficient. Identified when ticks are
+// as short as the impact's delay (1 s marks); with longer ticks the diffusion
+// that triggered the liquidations enters the return and biases b down.
+//
 // The forecast walks the current map from the current price (`walk`): level 1
 // is reached with a volatility reach probability (reflection principle, vol
 // learned from price updates); each next level either by the modelled impact of
@@ -155,6 +167,18 @@ struct ImpactParams {
   double exponent, scale, residual;  // move = scale * q^exponent, log-sd residual
 };
 
+inline constexpr int kImpactGrid = 121;         // exponents 0.30, 0.31, ..., 1.50
+inline constexpr double kImpactGridLo = 0.30;
+inline constexpr double kImpactGridStep = 0.01;
+
+// The chain impact law's fit (see the header comment).
+struct ChainImpact {
+  double exponent = 0.0, scale = 0.0;   // return = scale * Q^exponent (Q in USD)
+  double residual = 0.0;                // sd of a tick's return around the law
+  double n = 0.0;                       // observations (ticks with liquidations)
+  bool fitted = false;                  // false: the priors (too few observations)
+};
+
 // The bins of one side of the map, in walk order (nearest to price first).
 struct SideWindow {
   std::int64_t first = 0;   // absolute bin index of the nearest bin
@@ -210,6 +234,7 @@ class CascadeModel {
   // The issued probability for `raw` at `level` (1..kMaxCascadeLevels) and the candidates behind it.
   double recalibrate(int level, double raw, LevelCalibration* why = nullptr) const;
   double consensus_price() const noexcept { return consensus_; }
+  ChainImpact chain_impact() const noexcept;
   double vol_per_sqrt_s() const noexcept;        // sd of log price per sqrt(second)
   std::uint64_t chains_total() const noexcept { return chains_total_; }
   std::size_t history_size() const noexcept;
@@ -263,6 +288,8 @@ class CascadeModel {
   double platt(int level, double raw) const noexcept;
   double base_rate(int level) const noexcept;
   void update_consensus(std::int64_t ts);
+  void on_tick(std::int64_t ts, bool learn);
+  void learn_chain_impact(double r, double q0, double q1);
   void resolve(Pending& p, bool learn);
 
   CascadeConfig cfg_;
@@ -286,6 +313,15 @@ class CascadeModel {
   std::array<LevelRecord, kMaxCascadeLevels + 1> rec_{};  // [0] unused
   std::size_t window_ = 0;                            // resolved forecasts kept per level
   std::vector<double> win_x_, win_y_;                 // per level: window_ resolved (logit raw, outcome)
+  // Chain impact law (CASC 1.2). Ticks: price updates sharing a timestamp.
+  std::int64_t tick_ts_ = 0;                          // the tick being assembled (0: none yet)
+  double tick0_px_ = 0.0;                             // consensus at the start of the open interval's tick
+  bool interval_open_ = false;                        // an interval [tick0, tick_ts_) awaits its end price
+  std::array<double, 2> q_tick_{};                    // chain USD when the current tick began
+  std::array<std::int64_t, 2> chain_tick_{};          // chain start_ts then (0: none open)
+  std::array<double, 2> iv_q0_{}, iv_q1_{};           // the waiting interval's notional increments
+  std::array<double, kImpactGrid> imp_ff_{}, imp_fr_{};
+  double imp_rr_ = 0.0, imp_n_ = 0.0, imp_count_ = 0.0;
   double vol_r2_ = 0.0, vol_dt_ = 0.0;                // discounted sums of r^2 and seconds
 };
 

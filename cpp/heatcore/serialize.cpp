@@ -783,6 +783,21 @@ void CascadeModel::save(Writer& w) const {
     write_array(w, p.base);
     write_array(w, p.issued);
   }
+  // ---- 1.2: the chain impact law (tick pipeline and grid sums).
+  w.i64(tick_ts_);
+  w.f64(tick0_px_);
+  w.boolean(interval_open_);
+  for (std::size_t k = 0; k < 2; ++k) {
+    w.f64(q_tick_[k]);
+    w.i64(chain_tick_[k]);
+    w.f64(iv_q0_[k]);
+    w.f64(iv_q1_[k]);
+  }
+  write_array(w, imp_ff_);
+  write_array(w, imp_fr_);
+  w.f64(imp_rr_);
+  w.f64(imp_n_);
+  w.f64(imp_count_);
 }
 
 void CascadeModel::load(Reader& r, int minor) {
@@ -858,6 +873,30 @@ void CascadeModel::load(Reader& r, int minor) {
   } else {
     // 1.0: no track records; pending forecasts score every candidate as raw.
     for (Pending& p : m.pending_) p.platt = p.base = p.issued = p.raw;
+  }
+  if (minor >= 2) {
+    auto finite_nonneg = [&r](double x, const char* what) {
+      if (!(x >= 0.0) || !std::isfinite(x)) r.fail(what);
+      return x;
+    };
+    m.tick_ts_ = r.i64();
+    m.tick0_px_ = finite_nonneg(r.f64(), "impact tick price out of range");
+    m.interval_open_ = r.boolean();
+    for (std::size_t k = 0; k < 2; ++k) {
+      m.q_tick_[k] = finite_nonneg(r.f64(), "impact notional out of range");
+      m.chain_tick_[k] = r.i64();
+      m.iv_q0_[k] = finite_nonneg(r.f64(), "impact notional out of range");
+      m.iv_q1_[k] = finite_nonneg(r.f64(), "impact notional out of range");
+    }
+    read_array(r, m.imp_ff_);
+    read_array(r, m.imp_fr_);
+    for (std::size_t i = 0; i < m.imp_ff_.size(); ++i) {
+      finite_nonneg(m.imp_ff_[i], "impact sums out of range");
+      if (!std::isfinite(m.imp_fr_[i])) r.fail("impact sums out of range");
+    }
+    m.imp_rr_ = finite_nonneg(r.f64(), "impact sums out of range");
+    m.imp_n_ = finite_nonneg(r.f64(), "impact sums out of range");
+    m.imp_count_ = finite_nonneg(r.f64(), "impact sums out of range");
   }
   *this = std::move(m);
 }
@@ -1247,7 +1286,7 @@ void Engine::save_learner_sections(Writer& w) const {
     calib_.save(w);
   }
   {
-    auto s = w.section(kCasc, 1, 1, false);  // cascade: config, then learned state (1.1: recalibration)
+    auto s = w.section(kCasc, 1, 2, false);  // cascade: config, then learned state (1.1: recalibration, 1.2: impact law)
     write_cascade_config(w, cfg_.cascade);
     cascade_.save(w);
   }

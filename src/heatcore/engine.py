@@ -1013,6 +1013,11 @@ class Engine:
         ``gate_base`` (in [0, 1]: how far the issued probability moves from the
         raw walk towards that candidate). ``consensus_price``: the median of
         the venues' marks, against which the engine resolves its forecasts.
+        The chain impact law ``return = chain_scale * Q**chain_exponent``
+        (Q: a chain's cumulative observed USD; fitted from price ticks against
+        the liquidations before them): ``chain_residual`` (sd of a tick's
+        return around it), ``n_chain_impact`` (ticks with liquidations seen),
+        ``chain_fitted`` (False: the priors, too few ticks yet).
         """
         with self._lock:
             return dict(self._core.cascade_state())
