@@ -33,7 +33,7 @@ class RobustLocation:
     online with gain 1/n (n capped at ``max_n``); residuals are clipped at ``c``
     times the MAD spread of the last RING values (recomputed every SPREAD_EVERY
     values once the ring is full); SHIFT_RUN consecutive residuals
-    clipped on the same side restart it from the last WARM values."""
+    clipped on the same side, against as many marks, restart it from the last WARM values."""
 
     c: float = 2.0
     max_n: float = 2000.0
@@ -43,11 +43,14 @@ class RobustLocation:
     mu: float = 0.0
     n: float = 0.0
     run: int = 0
+    run_group: int | None = None
     restarts: int = 0
     count: int = 0
     sd: float = 0.0
 
-    def add(self, x: float) -> None:
+    def add(self, x: float, group: int | None = None) -> None:
+        """One residual; ``group`` is the mark it was measured against (residuals
+        against the mark the run last counted do not lengthen it)."""
         self.count += 1
         if len(self.ring) >= WARM and (len(self.ring) < RING or self.count % SPREAD_EVERY == 0):
             self.sd = _spread(self.ring, self.sigma_floor)
@@ -63,7 +66,12 @@ class RobustLocation:
         psi = min(max(r, -self.c * sd), self.c * sd)
         if psi != r:
             sign = 1 if r > 0 else -1
-            self.run = self.run + sign if self.run * sign > 0 else sign
+            if self.run * sign > 0:
+                if group is None or group != self.run_group:
+                    self.run += sign
+            else:
+                self.run = sign
+            self.run_group = group
             if abs(self.run) >= SHIFT_RUN:  # a level shift: start over from the run
                 self.restarts += 1
                 self.run = 0

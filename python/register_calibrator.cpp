@@ -83,6 +83,8 @@ void register_calibrator(py::module_& m) {
   engine
       .def("set_calibrating", &hc::Engine::set_calibrating)
       .def("calibrating", &hc::Engine::calibrating)
+      .def("set_learning_mix", &hc::Engine::set_learning_mix)
+      .def("learning_mix", &hc::Engine::learning_mix)
       .def("configure_calibrator",
            [](hc::Engine& e, const hc::CalibratorConfig& cfg) {
              e.calibrator().reset(cfg);
@@ -91,6 +93,9 @@ void register_calibrator(py::module_& m) {
                for (hc::Side side : {hc::Side::long_, hc::Side::short_}) e.apply_calibration(s, side);
            })
       .def("calibrator_config", [](const hc::Engine& e) { return e.calibrator().config(); })
+      .def("set_has_feed",
+           [](hc::Engine& e, int slot, bool on) { e.calibrator().set_has_feed(slot_checked(e, slot), on); })
+      .def("has_feed", [](const hc::Engine& e, int slot) { return e.calibrator().has_feed(slot_checked(e, slot)); })
       .def("set_documented_kind",
            [](hc::Engine& e, int slot, int kind) { e.calibrator().set_documented_kind(slot_checked(e, slot), kind_of(kind)); })
       .def("apply_calibration",

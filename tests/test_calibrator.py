@@ -38,6 +38,33 @@ def calibrated(market):
     return eng
 
 
+# The accuracy and no-drift tests also run on two more simulated days.
+ACCURACY_SEEDS = (12, 3, 21)
+
+
+@pytest.fixture(scope="module")
+def day(market):
+    """The simulated day of a seed, simulated once per module (seed 12 is ``market``)."""
+    cache = {12: market}
+
+    def get(seed: int):
+        if seed not in cache:
+            cache[seed] = simulate(hours=24, seed=seed, venues=VENUES, oi_usd=OI_USD)
+        return cache[seed]
+    return get
+
+
+@pytest.fixture(scope="module", params=ACCURACY_SEEDS, ids=[f"seed{s}" for s in ACCURACY_SEEDS])
+def seeded(request, market, calibrated, day):
+    """``(seed, market, calibrated engine)``; seed 12 shares the module's run."""
+    if request.param == 12:
+        return 12, market, calibrated
+    m = day(request.param)
+    eng = hc.Engine(symbol=m.symbol, step=m.step, venues=VENUES)
+    eng.ingest(m.events)
+    return request.param, m, eng
+
+
 def _true_offset(market, venue: str, side: str) -> float:
     """Median ln(reported / trigger) of the venue's emitted liquidations (the truth)."""
     liq = market.truth.liquidations
@@ -48,7 +75,8 @@ def _true_offset(market, venue: str, side: str) -> float:
 
 
 @pytest.mark.parametrize("venue", ["htx", "gate"])
-def test_stale_tier_rate_is_recovered(market, calibrated, venue):
+def test_stale_tier_rate_is_recovered(seeded, venue):
+    _, market, calibrated = seeded
     truth = market.truth.rate_scale[venue]
     assert abs(truth - 1.0) > 0.2, "the simulator's default departure is what this test is about"
     cal = calibrated.calibration(venue)
@@ -68,7 +96,8 @@ def test_stale_tier_rate_is_recovered(market, calibrated, venue):
 
 
 @pytest.mark.parametrize("venue", ["kraken", "bitmex"])
-def test_reported_convention_departure_offset_within_one_bin(market, calibrated, venue):
+def test_reported_convention_departure_offset_within_one_bin(seeded, venue):
+    _, market, calibrated = seeded
     documented = hc.get_venue(venue).reported_price
     assert market.truth.report_convention[venue] != documented
     cal = calibrated.calibration(venue)
@@ -92,14 +121,20 @@ def test_reported_convention_departure_offset_within_one_bin(market, calibrated,
 
 
 @pytest.mark.parametrize("venue", ["okx", "bybit", "deribit"])
-def test_documented_venues_do_not_drift(market, calibrated, venue):
+def test_documented_venues_do_not_drift(seeded, venue):
+    seed, market, calibrated = seeded
     assert market.truth.rate_scale.get(venue, 1.0) == 1.0
     assert market.truth.report_convention.get(venue, hc.get_venue(venue).reported_price) == \
         hc.get_venue(venue).reported_price
     cal = calibrated.calibration(venue)
     price = calibrated.heatmap(venue).price
     judged = [side for side in SIDES if cal["report_offset"][side]["n_eff"] >= MIN_EVENTS]
-    assert judged, "the simulated day must give the venue some evidence"
+    # deribit liquidates little: seeds 3 and 21 give it fewer than MIN_EVENTS a side
+    assert judged or (venue == "deribit" and seed != 12), \
+        "the simulated day must give the venue some evidence"
+    for side in SIDES:  # with or without evidence, the levels stay where the registry puts them
+        rs = cal["rate_scale"][side]
+        assert rs["applied"] == 1.0 and not rs["departs"], (side, rs)
     for side in judged:
         off = cal["report_offset"][side]
         assert abs(off["value"] - off["prior"]) * price / calibrated.step < 0.5, (side, off)
@@ -173,18 +208,50 @@ def test_static_and_calibrate_off_keep_priors(market):
     assert frozen.calibration("htx")["rate_scale"]["long"]["value"] == 1.0
 
 
+@pytest.mark.parametrize("learn_mix", [True, False], ids=["learning", "calibrator_alone"])
 @pytest.mark.parametrize("venue", ["htx", "gate", "kraken", "bitmex"])
-def test_loglik_beats_static_on_departing_venues(market, venue):
+def test_loglik_beats_static_on_departing_venues(market, venue, learn_mix):
     # Engines of the scored venue alone: a venue's map depends on its own events only.
+    # learn_mix=False: the Leverage Learner off, so the gain is the calibrator's.
     static = replay_loglik(hc.Engine(symbol=market.symbol, step=market.step, venues=(venue,), learn=False),
                            market.events, venue)
-    calib = replay_loglik(hc.Engine(symbol=market.symbol, step=market.step, venues=(venue,)),
-                          market.events, venue)
+    calib = replay_loglik(hc.Engine(symbol=market.symbol, step=market.step, venues=(venue,),
+                                    learn_mix=learn_mix), market.events, venue)
     assert static.size == calib.size >= 50
     gain = calib.mean() - static.mean()
     # paired: the calibrated forecast is better on most events, not just on average
     assert gain > 1.0, gain
     assert np.mean(calib > static) > 0.6
+
+
+@pytest.fixture
+def scaled_tables():
+    """``scale(venue, symbol, s)``: the venue's registry table for the symbol with every
+    rate and deduction times ``s`` (from the original each time); restored after."""
+    saved: dict[str, hc.venues.Venue] = {}
+
+    def scale(venue: str, symbol: str, s: float) -> None:
+        spec = saved.setdefault(venue, hc.get_venue(venue))
+        table = spec.tier_table(symbol)
+        key = next(k for k, t in spec.tiers.items() if t is table)
+        rows = [{**b, "rate": b["rate"] * s, "deduction": b["deduction"] * s} for b in table["brackets"]]
+        hc.venues.set_tier_table(venue, key, rows, source="test: scaled", date="2026-12-07",
+                                 mm_model=table.get("mm_model", "marginal"))
+    yield scale
+    hc.venues._REGISTRY.update(saved)
+
+
+@pytest.mark.parametrize("venue", ["okx", "gate", "htx"])
+def test_replay_score_peaks_at_the_true_rate(market, scaled_tables, venue):
+    """The map-based score the loglik tests use is a proper score of level placement:
+    static engines on tables scaled x0.7, x1, x1.6 score best at the venue's true rate
+    (okx 1, gate 0.7, htx 1.6). (hc.evaluate's is not: see the README.)"""
+    scores = {}
+    for s in (0.7, 1.0, 1.6):
+        scaled_tables(venue, market.symbol, s)
+        eng = hc.Engine(symbol=market.symbol, step=market.step, venues=(venue,), learn=False)
+        scores[s] = replay_loglik(eng, market.events, venue).mean()
+    assert max(scores, key=lambda k: scores[k]) == market.truth.rate_scale.get(venue, 1.0), scores
 
 
 def test_loglik_no_worse_on_documented_venue(market):
@@ -208,11 +275,11 @@ def _band_tv(eng, market, venue, side, untested) -> float:
 
 
 @pytest.mark.parametrize("seed", [12, 3])
-def test_learner_band_tv_no_worse_with_calibration(market, seed):
+def test_learner_band_tv_no_worse_with_calibration(day, seed):
     """The Leverage Learner on corrected levels and offsets: its band TV against the
     true mix, averaged over the departing venues' sides, falls with calibration on;
     on documented venues the two runs agree within 0.02 band TV."""
-    m = market if seed == 12 else simulate(hours=24, seed=seed, venues=VENUES, oi_usd=OI_USD)
+    m = day(seed)
     off = hc.Engine(symbol=m.symbol, step=m.step, venues=VENUES, calibrate=False)
     on = hc.Engine(symbol=m.symbol, step=m.step, venues=VENUES)
     for eng in (off, on):
@@ -230,8 +297,8 @@ def test_project_forecast_with_calibration_on_vs_off(market):
     """The project's pre-event forecast (hc.evaluate), learning engine with the
     calibrator on vs off: log-likelihood rises on a stale-tier venue (htx) and on a
     venue whose reports are not the documented price (kraken); documented venues are
-    untouched. (Measured exceptions, see the README: gate, and bitmex when its
-    offset rounds to zero bins.)"""
+    untouched. (This run also learns the mix; the calibrator alone, mix frozen, is
+    test_calibrator_alone_raises_project_forecast_loglik, with its measured exceptions.)"""
     kw = dict(symbol=market.symbol, step=market.step, progress=False)
     off = hc.evaluate(market.events, engine_kwargs={"calibrate": False}, **kw).to_dict()["per_venue"]
     on = hc.evaluate(market.events, **kw).to_dict()["per_venue"]
@@ -239,3 +306,99 @@ def test_project_forecast_with_calibration_on_vs_off(market):
         assert on[venue]["loglik_learned"] > off[venue]["loglik_learned"] + 0.02, venue
     for venue in ("okx", "bybit"):
         assert abs(on[venue]["loglik_learned"] - off[venue]["loglik_learned"]) < 0.01, venue
+
+
+# ---- the calibrator alone under the project's forecast (hc.evaluate) ----------------
+# The learning engine with the Leverage Learner off (learn_mix=False, the mixes stay at
+# the registry's priors) and the calibrator on, against the static engine (learn=False),
+# on six simulated days: the only difference between the two engines is the calibrator.
+# Two forecast horizons: evaluate's default (1 h) and 60 s, the cadence at which its
+# snapshots are scored (each liquidation against the forecast at most 60 s before it).
+ISOLATION_SEEDS = (12, 3, 7, 21, 5, 8)
+HORIZONS = (3600.0, 60.0)
+
+
+@pytest.fixture(scope="module")
+def isolated(day):
+    """``{horizon: {venue: array of (static, calibrated, events) per seed}}``."""
+    out: dict[float, dict[str, list[tuple[float, float, float]]]] = {h: {} for h in HORIZONS}
+    for seed in ISOLATION_SEEDS:
+        m = day(seed)
+        for h in HORIZONS:
+            rep = hc.evaluate(m.events, symbol=m.symbol, step=m.step, horizon_s=h, progress=False,
+                              engine_kwargs={"learn_mix": False}).to_dict()["per_venue"]
+            for venue, d in rep.items():
+                out[h].setdefault(venue, []).append(
+                    (d["loglik_static"], d["loglik_learned"], d["n_liquidations"]))
+    return {h: {v: np.array(r) for v, r in rows.items()} for h, rows in out.items()}
+
+
+def _gain(rows: np.ndarray) -> tuple[float, int]:
+    """Event-weighted mean loglik gain (calibrated - static) over the seeds, and the seeds won."""
+    gain, n = rows[:, 1] - rows[:, 0], rows[:, 2]
+    return float((gain * n).sum() / n.sum()), int((gain > 0).sum())
+
+
+def test_isolation_is_exact_without_the_calibrator(market):
+    """learn_mix=False with calibrate=False scores exactly like the static engine: what
+    the isolated comparison measures is the calibrator and nothing else."""
+    rep = hc.evaluate(market.events, symbol=market.symbol, step=market.step, progress=False,
+                      engine_kwargs={"learn_mix": False, "calibrate": False}).to_dict()["per_venue"]
+    for venue in (*DEPARTING, "okx", "bybit"):
+        assert rep[venue]["loglik_learned"] == rep[venue]["loglik_static"], venue
+
+
+_SEEDS = "seeds 12,3,7,21,5,8"
+_ISOLATION_XFAIL = {
+    (3600.0, "htx"): f"measured over {_SEEDS}: event-weighted gain -0.016 nats, 2/6 seeds won "
+                     "(+0.044 -0.027 -0.015 +0.049 -0.032 -0.142); the oracle (true rate 1.6x injected "
+                     "into the static engine) gains -0.051 (1/6): with a 1 h horizon scored on the next "
+                     "60 s the forecast is too wide to reward correct placement (at 60 s htx passes)",
+    (3600.0, "gate"): f"measured over {_SEEDS}: event-weighted gain -0.000 nats, 3/6 seeds won "
+                      "(-0.087 -0.012 +0.023 +0.079 -0.040 +0.039); the oracle (true rate 0.7x "
+                      "injected) gains +0.028 (3/6: -0.072 -0.009 -0.059 +0.256 ...)",
+    (3600.0, "bitmex"): f"measured over {_SEEDS}: event-weighted gain +0.000 nats, 3/6 seeds won "
+                        "(+0.001 -0.066 +0.156 -0.023 -0.120 +0.034); the true offset (fill vs order) "
+                        "is 2-4 bp = 0.4-0.9 bin and the forecast shifts whole bins",
+    (60.0, "gate"): f"measured over {_SEEDS}: event-weighted gain -0.051 nats, 0/6 seeds won "
+                    "(-0.096 -0.023 -0.090 -0.040 -0.036 -0.016); the ceiling is lower still: the "
+                    "oracle (true rate 0.7x injected into the static engine) gains -0.145 (0/6), "
+                    "-0.137 with the true mix injected too: true levels score worse than the "
+                    "registry's on this venue",
+    (60.0, "kraken"): f"measured over {_SEEDS}: event-weighted gain +0.020 nats, 3/6 seeds won "
+                      "(-0.023 -0.354 +0.652 -0.287 +0.000 +0.388): the static forecast learns the "
+                      "same map shift by likelihood (+-21 bins vs the calibrator's +-20.5); what "
+                      "remains is the days before it has, and noise (some days have <200 events)",
+    (60.0, "bitmex"): f"measured over {_SEEDS}: event-weighted gain -0.025 nats, 2/6 seeds won "
+                      "(-0.122 +0.017 -0.189 -0.002 +0.250 -0.011); the true offset is 0.4-0.9 bin "
+                      "and the forecast shifts whole bins",
+}
+
+
+def _isolation_params():
+    for h in HORIZONS:
+        for v in DEPARTING:
+            reason = _ISOLATION_XFAIL.get((h, v))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            yield pytest.param(h, v, marks=marks, id=f"{v}-{h:g}s")
+
+
+@pytest.mark.parametrize(("horizon", "venue"), list(_isolation_params()))
+def test_calibrator_alone_raises_project_forecast_loglik(isolated, horizon, venue):
+    """Must-show 2 under hc.evaluate, the calibrator isolated: on a departing venue the
+    pre-event forecast's log-likelihood is higher with calibration than the static
+    engine's, on average over six days (event-weighted) and on most of them.
+
+    Caveat (measured, README): at 60 s hc.evaluate rewards levels nearer the price than
+    the truth (tables scaled x1.6 score higher on okx and bybit, true scale 1), which is
+    htx's direction (x1.6) and against gate's (x0.7); the map-based replay above peaks
+    at the true scale and is the calibrator's evidence."""
+    gain, won = _gain(isolated[horizon][venue])
+    assert gain > 0.01 and won > len(ISOLATION_SEEDS) / 2, (venue, gain, won, isolated[horizon][venue])
+
+
+@pytest.mark.parametrize("horizon", HORIZONS, ids=[f"{h:g}s" for h in HORIZONS])
+@pytest.mark.parametrize("venue", ["okx", "bybit", "deribit"])
+def test_calibrator_alone_leaves_documented_venues(isolated, venue, horizon):
+    gain, _ = _gain(isolated[horizon][venue])
+    assert abs(gain) < 0.01, (venue, gain)

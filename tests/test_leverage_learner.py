@@ -104,21 +104,31 @@ def test_far_from_archetype_ends_well_below_static() -> None:
     assert np.mean(learned) < 0.18
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured (3 seeds, far sides): band TV 0.16 after 6 h and 0.16 after 48 h (static "
-           "0.10 -> 0.27 as more bands get tested); the learned mix leaves the prior within ~12 h "
-           "and then plateaus instead of falling further")
-def test_tv_falls_as_events_accumulate() -> None:
-    res, ev = market(1, ("bybit", "hyperliquid"))
+def tv_curve(seed: int, checkpoints: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Band TV to the truth, averaged over the far sides, after each of ``checkpoints``
+    equal slices of a 48 h stream, and the liquidations seen by then. Every
+    checkpoint is scored on the same band partition: the bands price never tested
+    in the whole run are merged (scoring early checkpoints with the bands untested
+    *so far* merged would make the start of the curve look better than it is)."""
+    res, ev = market(seed, ("bybit", "hyperliquid"))
     eng = hc.Engine(venues=res.venues, step=res.step)
-    curve = []
-    for part in np.array_split(np.arange(len(ev)), 8):
+    mixes, seen = [], []
+    for part in np.array_split(np.arange(len(ev)), checkpoints):
         eng.ingest(ev[part])
-        curve.append(np.mean([tv_bands(eng.leverage_mix(v, s)[1], res.truth.mix(v, s),
-                                       eng.learner_diagnostics(v)[s]["untested_bands"])
-                              for v, s in FAR_SIDES]))
-    assert curve[-1] < 0.8 * curve[0]
+        mixes.append({(v, s): eng.leverage_mix(v, s)[1] for v, s in FAR_SIDES})
+        seen.append(int((ev["kind"][:part[-1] + 1] == 2).sum()))
+    untested = {(v, s): eng.learner_diagnostics(v)[s]["untested_bands"] for v, s in FAR_SIDES}
+    curve = [np.mean([tv_bands(m[k], res.truth.mix(*k), untested[k]) for k in FAR_SIDES]) for m in mixes]
+    return np.array(curve), np.array(seen)
+
+
+def test_tv_falls_as_events_accumulate() -> None:
+    # Mean over seeds (one seed's curve can rise for a while: measured seed 1
+    # 0.16 -> 0.20, seeds 2 and 3 0.38 -> 0.12 and 0.26 -> 0.16; see the README).
+    curve = np.mean([tv_curve(seed)[0] for seed in (1, 2, 3)], axis=0)
+    assert curve[-1] < 0.8 * curve[0], curve
+    # and it falls for good: the second day ends below every checkpoint of the first half day
+    assert curve[-1] < curve[:2].min(), curve
 
 
 def test_complete_feed_venues_end_below_ten_percent() -> None:

@@ -156,3 +156,33 @@ def test_default_table_rule():
         assert all(r["rate"] == pytest.approx(0.5 / r["max_leverage"]) for r in b)
     with pytest.raises(ValueError):
         V.default_tier_table(0.5)
+
+
+@pytest.mark.parametrize("key", TABLES, ids=_ids)
+def test_rate_scale_is_the_table_scaled_so_it_stays_monotone_and_continuous(key):
+    """The calibrator's stale-tier correction (``liquidation_ratio(side, L, s)``) is exactly
+    the venue's table with every rate and deduction multiplied by ``s``: the corrected
+    table keeps monotone rates and a continuous maintenance amount, and liquidation
+    prices stay monotone in leverage."""
+    from heatcore import _core
+
+    vid, asset = key
+    spec = V.get_venue(vid)
+    symbol = None if asset == "default" else asset
+    mech = spec.mechanics(symbol)
+    levs = [x for x in V.DEFAULT_TIERS if x <= spec.max_leverage]
+    for s in (0.7, 1.6):
+        scaled_b = [_core.Bracket(b.floor, b.cap, b.rate * s, b.deduction * s, b.max_leverage)
+                    for b in spec.brackets(symbol)]
+        scaled = _core.Mechanics(scaled_b, fee_in_mm=spec.fee_in_mm, max_leverage=spec.max_leverage,
+                                 representative_notional=spec.representative_notional,
+                                 inverse=spec.inverse, formula=1 if spec.formula == "mm_at_entry" else 0)
+        for side in (1, -1):
+            got = [mech.liquidation_ratio(side, lev, s) for lev in levs]
+            assert got == pytest.approx([scaled.liquidation_ratio(side, lev) for lev in levs], rel=1e-12)
+            # long: higher leverage liquidates closer to entry (ratio rises toward 1); short mirrored
+            assert all((b - a) * side >= 0 for a, b in itertools.pairwise(got)), (vid, asset, s, side)
+        if spec.tiers[asset].get("mm_model", "marginal") != "stepwise":
+            for lo, hi in itertools.pairwise(scaled_b):
+                x = hi.floor
+                assert lo.rate * x - lo.deduction == pytest.approx(hi.rate * x - hi.deduction, rel=1e-6, abs=1.0)

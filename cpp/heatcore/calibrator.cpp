@@ -69,7 +69,7 @@ double RobustLocation::median_n(double* v, int n) {
   return m;
 }
 
-void RobustLocation::add(double x, double max_n, double c, double sigma_floor) {
+void RobustLocation::add(double x, double max_n, double c, double sigma_floor, std::int64_t group) {
   ++count_;
   sigma_dirty_ = true;
   sigma_floor_ = sigma_floor;
@@ -102,7 +102,14 @@ void RobustLocation::add(double x, double max_n, double c, double sigma_floor) {
     // A run of clipped residuals on one side is a level shift (a venue changed its
     // tiers or its reports, or the start was contaminated), not outliers: start
     // over from the new level.
-    run_ = (run_ != 0 && (run_ > 0) == (r > 0)) ? run_ + (r > 0 ? 1 : -1) : (r > 0 ? 1 : -1);
+    // Residuals against the mark the run last counted add nothing to it.
+    const int dir = r > 0 ? 1 : -1;
+    if (run_ != 0 && (run_ > 0) == (r > 0)) {
+      if (group != run_group_) run_ += dir;
+    } else {
+      run_ = dir;
+    }
+    run_group_ = group;
     if (std::abs(run_) >= kShiftRun) {
       ++restarts_;
       run_ = 0;
@@ -155,6 +162,7 @@ Calibrator::Calibrator(const CalibratorConfig& cfg, const std::vector<Mechanics>
   if (doc_kind_.size() != mech_.size()) throw std::invalid_argument("calibrator: one documented kind per venue");
   mark_ts_.assign(mech_.size(), std::numeric_limits<std::int64_t>::min());
   mark_px_.assign(mech_.size(), 0.0);
+  has_feed_.assign(mech_.size(), 1);
   reset(cfg);
 }
 
@@ -204,6 +212,7 @@ double Calibrator::documented_offset(std::size_t slot, Side side, PriceKind kind
 
 bool Calibrator::observe(std::size_t slot, Side side, PriceKind kind, double reported, double notional_usd,
                          std::int64_t ts) noexcept {
+  if (!has_feed_[slot]) return false;  // no public feed: the priors stay
   CalibSide& st = at(slot, side);
   if (static_cast<std::size_t>(kind) >= kKinds) kind = PriceKind::unknown;
   if (kind == PriceKind::unknown) kind = doc_kind_[slot];
@@ -228,7 +237,18 @@ bool Calibrator::observe(std::size_t slot, Side side, PriceKind kind, double rep
   }
   const double resid = std::log(reported / mark_px_[slot]);
   if (!std::isfinite(resid)) return false;
-  st.offset[static_cast<std::size_t>(kind)].add(resid, cfg_.max_n_eff, cfg_.huber_c, cfg_.sigma_floor);
+  if (st.ref_mark_used > 0 && mark_ts_[slot] == st.ref_mark_ts) {
+    if (st.ref_mark_used >= kPerMark) {
+      ++st.no_reference;
+      return false;
+    }
+    ++st.ref_mark_used;
+  } else {
+    st.ref_mark_ts = mark_ts_[slot];
+    st.ref_mark_used = 1;
+  }
+  st.offset[static_cast<std::size_t>(kind)].add(resid, cfg_.max_n_eff, cfg_.huber_c, cfg_.sigma_floor,
+                                                mark_ts_[slot]);
   ++st.used;
   if (!is_bankruptcy_like(kind)) return false;
   if (++st.since_check < cfg_.apply_every && st.offset[static_cast<std::size_t>(kind)].n_eff() > 2 * RobustLocation::kWarm)
@@ -477,6 +497,15 @@ void Calibrator::save(serial::Writer& w) const {
     w.u64(st.used);
     w.u64(st.no_reference);
   }
+  // CALB minor 1 (appended): the mark of each run's last counted residual, the mark
+  // the side's last residuals were measured against with their count, and which
+  // venues have a public feed.
+  for (const CalibSide& st : state_) {
+    for (const auto& loc : st.offset) w.i64(loc.run_group());
+    w.i64(st.ref_mark_ts);
+    w.u32(st.ref_mark_used);
+  }
+  for (auto f : has_feed_) w.boolean(f != 0);
 }
 
 void Calibrator::load(serial::Reader& r) {
@@ -523,7 +552,21 @@ void Calibrator::load(serial::Reader& r) {
       if (!std::isfinite(st.offset_prior[k]) || !std::isfinite(st.offset_prior_sd[k]))
         r.fail("calibrator prior out of range");
   }
+  // CALB minor 1 appended each run's mark, the side's reference mark and the venues'
+  // feeds; a minor-0 snapshot has none (0: no mark; every venue has a feed, and the
+  // Python layer re-applies the registry's venues without one).
+  std::vector<std::uint8_t> feed(mech_.size(), 1);
+  if (!r.done()) {
+    for (CalibSide& st : states) {
+      for (auto& loc : st.offset) loc.set_run_group(r.i64());
+      st.ref_mark_ts = r.i64();
+      st.ref_mark_used = r.u32();
+      if (st.ref_mark_used > kPerMark) r.fail("calibrator mark count out of range");
+    }
+    for (auto& f : feed) f = r.boolean() ? 1 : 0;
+  }
   doc_kind_ = std::move(kinds);
+  has_feed_ = std::move(feed);
   mark_ts_ = std::move(mts);
   mark_px_ = std::move(mpx);
   state_ = std::move(states);

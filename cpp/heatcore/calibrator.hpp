@@ -95,9 +95,18 @@ class RobustLocation {
   static constexpr int kWarm = 9;    // the estimate starts from the median of this many
   static constexpr int kRing = 32;   // the spread is the MAD of this many recent residuals
   static constexpr int kSpreadEvery = 8;  // ... recomputed every this many observations
-  // This many consecutive residuals clipped on the same side restart the estimate.
+  // This many consecutive residuals clipped on the same side, against as many
+  // different marks, restart the estimate.
   static constexpr int kShiftRun = 12;
-  void add(double x, double max_n, double c, double sigma_floor);
+  // `group` is the reference the residual was measured against (the mark's time):
+  // residuals sharing one mark are not independent evidence of a level shift. A
+  // price jump liquidates a whole burst against one stale mark, every report of it
+  // far on one side; counted one by one it read as a level shift and restarted the
+  // estimate from the burst (measured: the short offsets of htx and kraken fell
+  // from +17 and +21 bins to -1 and 0 for five minutes after a 3 % jump).
+  void add(double x, double max_n, double c, double sigma_floor, std::int64_t group = 0);
+  std::int64_t run_group() const noexcept { return run_group_; }
+  void set_run_group(std::int64_t g) noexcept { run_group_ = g; }
   bool empty() const noexcept { return count_ == 0; }
   double mean() const noexcept;     // data estimate (no prior)
   double sigma() const noexcept;    // robust per-observation spread
@@ -114,6 +123,7 @@ class RobustLocation {
   std::array<double, kWarm> warm_{};
   std::array<double, kRing> ring_{};
   int nw_ = 0, nring_ = 0, run_ = 0;
+  std::int64_t run_group_ = 0;   // the mark of the run's last counted residual
   std::size_t ring_pos_ = 0;
   double mu_ = 0.0, n_ = 0.0, sigma_floor_ = 2e-5, sd_ = 0.0;
   // sigma() is read several times per event (offset, learner window, forecast):
@@ -146,10 +156,19 @@ struct CalibSide {
   // notional distribution (ln USD), exponentially weighted with gain 1/min(n, max_n)
   double lq_mean = 0.0, lq_var = 0.0, lq_n = 0.0, q_max = 0.0;
   std::uint64_t used = 0, no_reference = 0;
+  // The mark the side's last used residuals were measured against, and how many.
+  std::int64_t ref_mark_ts = 0;
+  std::uint32_t ref_mark_used = 0;
 };
 
 class Calibrator {
  public:
+  // At most this many liquidations of a side are measured against one mark; the
+  // rest count as no_reference. A mark stands for the trigger only while price
+  // stands still: a burst of hundreds of liquidations against one stale mark (a
+  // price jump) is not that many independent residuals, and would fill the
+  // spread's ring with the jump.
+  static constexpr std::uint32_t kPerMark = 8;
   Calibrator() = default;
   Calibrator(const CalibratorConfig& cfg, const std::vector<Mechanics>& mechanics,
              const std::vector<PriceKind>& documented_kind);
@@ -188,6 +207,11 @@ class Calibrator {
   PriceKind documented_kind(std::size_t slot) const { return doc_kind_.at(slot); }
   // The kind the venue documents for its reports (events of kind "unknown" are read as it).
   void set_documented_kind(std::size_t slot, PriceKind kind) { doc_kind_.at(slot) = kind; }
+  // A venue without a public liquidation feed keeps its priors: whatever
+  // liquidations reach the engine for it (a third party's estimates, a mislabelled
+  // stream) are not evidence on its mechanics, and are not observed.
+  void set_has_feed(std::size_t slot, bool on) { has_feed_.at(slot) = on ? 1 : 0; }
+  bool has_feed(std::size_t slot) const { return has_feed_.at(slot) != 0; }
   // The trigger (mark) price a report of this kind stands for: reported * exp(-offset).
   double trigger_of(std::size_t slot, Side side, PriceKind kind, double reported) const;
   // Relative (log-price) sd of where a liquidation level sits, from the rate
@@ -220,6 +244,7 @@ class Calibrator {
   CalibratorConfig cfg_;
   std::vector<Mechanics> mech_;
   std::vector<PriceKind> doc_kind_;
+  std::vector<std::uint8_t> has_feed_;  // per venue: 0 = no public feed, never observed
   std::vector<CalibSide> state_;       // [slot * 2 + side_index]
   std::vector<std::int64_t> mark_ts_;
   std::vector<double> mark_px_;

@@ -316,7 +316,7 @@ Reject Engine::on_liquidation(std::size_t slot, std::int64_t ts, Side side, doub
 
 void Engine::learner_on_cross(VenueState& v, double p0, double p1) {
   const auto slot = static_cast<std::size_t>(&v - venues_.data());
-  if (!learn_[slot]) return;
+  if (!learn_[slot] || !cfg_.learn_mix) return;
   const double lo = p0 > 0.0 ? std::min(p0, p1) : p1, hi = p0 > 0.0 ? std::max(p0, p1) : p1;
   for (int si = 0; si < 2; ++si) {
     const SideBook& b = v.book[si];
@@ -328,7 +328,7 @@ void Engine::learner_on_cross(VenueState& v, double p0, double p1) {
 void Engine::learner_on_open_interest(std::size_t slot, std::int64_t ts, double price, double oi_usd) {
   // The learner's openings book: age it by the closing hazard, then add the
   // unit-rate openings since the last reading at this reading's price.
-  if (!learn_[slot]) return;
+  if (!learn_[slot] || !cfg_.learn_mix) return;
   for (int si = 0; si < 2; ++si) {
     SideBook& b = venues_[slot].book[si];
     const auto o = learners_[slot * 2 + static_cast<std::size_t>(si)].on_open_interest(ts, price, oi_usd);
@@ -389,6 +389,10 @@ void Engine::learn_from_liquidation(std::size_t slot, Side side, double price, d
   if (calibrating_ && calib_.observe(slot, side, price_kind, price, notional_usd, ts))
     apply_calibration(slot, side);
   // [calibrator] end
+  if (!cfg_.learn_mix) {  // the Leverage Learner is off: the mix stays at its prior
+    if (!(near > 0.0)) ++v.stats.unexplained[si];
+    return;
+  }
   // A venue that reports the bankruptcy price (or an order at it) reports, for
   // tier t, bankruptcy_t / level_t times the trigger: the learner's window is
   // mapped back per tier, so that it can stay narrow.

@@ -52,6 +52,10 @@ struct EngineConfig {
   // [calibrator] end
   ForecastConfig forecast;             // [forecast] horizon forecast (forecast.hpp)
   LearnerConfig learner;               // Leverage Learner (leverage_learner.hpp)
+  // Leverage Learner on (only acts while learning). Off: the mixes stay at their
+  // priors while the calibrator, the forecast's fits and the cascade still learn
+  // (isolates the calibrator's effect on a forecast).
+  bool learn_mix = true;
   CascadeConfig cascade;               // chain tracker, Cascade Learner and walk (cascade.hpp)
 };
 
@@ -101,6 +105,8 @@ class Engine {
   void set_mix(std::size_t slot, Side side, const std::vector<double>& w);
   void set_learning(std::size_t slot, bool enabled);
   bool learning(std::size_t slot) const { return learn_.at(slot) != 0; }
+  void set_learning_mix(bool on) noexcept { cfg_.learn_mix = on; }
+  bool learning_mix() const noexcept { return cfg_.learn_mix; }
   const LeverageLearner& learner(std::size_t slot, Side side) const {
     return learners_.at(slot * 2 + static_cast<std::size_t>(side_index(side)));
   }

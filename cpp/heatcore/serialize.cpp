@@ -638,6 +638,9 @@ namespace {
 
 constexpr std::uint32_t kCasc = serial::tag("CASC");
 constexpr std::uint32_t kCalb = serial::tag("CALB");  // [calibrator]
+// Leverage Learner switched off (EngineConfig::learn_mix = false). Written only
+// then, and required: a reader that does not know it would let the mixes learn.
+constexpr std::uint32_t kLmix = serial::tag("LMIX");
 
 void write_cascade_config(Writer& w, const CascadeConfig& c) {
   w.i64(c.gap_ms);
@@ -1291,7 +1294,7 @@ void SideBook::load_openings(Reader& r, const PriceGrid& g) {
 
 void Engine::save_learner_sections(Writer& w) const {
   {  // [calibrator] settings, on/off, then every estimate
-    auto s = w.section(kCalb, 1, 0, false);
+    auto s = w.section(kCalb, 1, 1, false);  // minor 1: the runs' marks, appended
     Calibrator::save_config(w, calib_.config());
     w.boolean(calibrating_);
     calib_.save(w);
@@ -1305,6 +1308,10 @@ void Engine::save_learner_sections(Writer& w) const {
     auto s = w.section(kFcst, 1, 0, false);  // horizon forecast: config, then state
     write_forecast_config(w, cfg_.forecast);
     fc_.save(w);
+  }
+  if (!cfg_.learn_mix) {
+    auto s = w.section(kLmix, 1, 0, true);
+    w.boolean(false);
   }
   {
     auto s = w.section(kLlrn, 1, 0, false);  // Leverage Learner: config, cross priors, learners, openings
@@ -1328,6 +1335,11 @@ bool Engine::load_learner_section(const SectionHeader& h, Reader& body, bool con
     cfg_.calibrator = calib_.config();
     cfg_.calibrate = calibrating_;
     if (!config_only) calib_.load(body);
+    return true;
+  }
+  if (h.tag == kLmix) {
+    serial::check_version(h, 1);
+    cfg_.learn_mix = body.boolean();
     return true;
   }
   if (h.tag == kCasc) {

@@ -222,6 +222,11 @@ class Engine:
         Run the Exchange Calibrator (effective maintenance rate, reported-price
         offset, size cap per venue and side; see :meth:`calibration`). Default:
         the value of ``learn``. It only acts on venues that are learning.
+    learn_mix : bool
+        Run the Leverage Learner (default True). False keeps every venue's mix at
+        its prior while the calibrator, the forecast's online fits and the cascade
+        statistics still learn: ``Engine(learn_mix=False)`` against
+        ``Engine(learn=False)`` isolates what the calibrator adds. Kept in snapshots.
     learner : mapping, optional
         Leverage Learner settings (defaults in ``heatcore.engine.LEARNER_DEFAULTS``):
         ``half_life_hours`` (24: evidence half-life; the step size starts at 1/n
@@ -268,6 +273,7 @@ class Engine:
         ts_tolerance_ms: int = 5000,
         max_price_ratio: float = 10.0,
         calibrate: bool | None = None,
+        learn_mix: bool = True,
         learner: Mapping[str, Any] | None = None,
         cascade: Mapping[str, float] | None = None,
     ) -> None:
@@ -309,9 +315,13 @@ class Engine:
         # [calibrator] begin
         self._calibrate = bool(learn) if calibrate is None else bool(calibrate)
         self._core.set_calibrating(self._calibrate)
+        self._core.set_learning_mix(bool(learn_mix))
         for slot, name in enumerate(names):
-            kind = get_venue(name).reported_price
+            spec = get_venue(name)
+            kind = spec.reported_price
             self._core.set_documented_kind(slot, PRICE_KINDS.index(kind) if kind in PRICE_KINDS else 0)
+            # no public feed: whatever liquidations arrive for it, its priors stay
+            self._core.set_has_feed(slot, spec.liquidation_feed != "none")
         # [calibrator] end
         if cascade:  # cascade
             self._core.configure_cascade(dict(cascade))
@@ -361,6 +371,8 @@ class Engine:
                 if core.calibration(slot)["documented_kind"] == "unknown":
                     kind = get_venue(name).reported_price
                     core.set_documented_kind(slot, PRICE_KINDS.index(kind) if kind in PRICE_KINDS else 0)
+                if get_venue(name).liquidation_feed == "none":  # snapshots from before the flag
+                    core.set_has_feed(slot, False)
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, _persist.SnapshotError):
                 raise
@@ -757,6 +769,11 @@ class Engine:
                 self._core.configure_calibrator(cfg)
             except ValueError as exc:
                 raise ValueError(str(exc)) from None
+
+    @property
+    def learn_mix(self) -> bool:
+        """Whether the Leverage Learner runs (False: mixes stay at their priors)."""
+        return bool(self._core.learning_mix())
 
     @property
     def calibrate(self) -> bool:

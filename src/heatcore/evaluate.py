@@ -192,50 +192,20 @@ class EvaluationReport:
         return "\n".join(lines) + "\n"
 
     def plot(self, path: PathLike) -> list[str]:
-        """Write PNG figures: skill over time (cumulative log-likelihood gain over the
-        uniform map) and the learned leverage mix per venue. Returns the paths."""
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError as exc:  # pragma: no cover - depends on the extra
-            raise ImportError("plots need matplotlib: pip install 'heatcore[plot]'") from exc
+        """Write PNG figures (:mod:`heatcore.plot`): ``<stem>_skill.png`` (cumulative
+        log-likelihood gain over the uniform map), ``<stem>_scores.png`` (the scores
+        per forecast, overall and per venue) and, when mixes were kept,
+        ``<stem>_mix.png`` (the learned leverage mix per venue). Returns the paths."""
+        from .plot import plot_report_mix, plot_scores, plot_skill
+
         base = os.fspath(path)
         stem = base[:-4] if base.endswith(".png") else base
-        paths = []
-        fig, ax = plt.subplots(figsize=(9, 4))
-        t = np.asarray(self.timeline.get("ts", []), dtype=float) / 3.6e6
-        for m in MODELS[:3]:
-            gain = np.asarray(self.timeline.get(m, []), dtype=float)
-            if gain.size:
-                ax.plot(t - t[0], np.cumsum(gain), label=m)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xlabel("hours since start")
-        ax.set_ylabel("cumulative log-lik gain vs uniform (nats)")
-        ax.set_title(f"{self.symbol}: forecast skill over time (horizon {self.horizon_s:g} s)")
-        ax.legend()
-        fig.tight_layout()
-        p1 = stem + "_skill.png"
-        fig.savefig(p1, dpi=110)
-        plt.close(fig)
-        paths.append(p1)
+        paths = [stem + "_skill.png", stem + "_scores.png"]
+        plot_skill(self, path=paths[0])
+        plot_scores(self, path=paths[1])
         if self.mixes:
-            fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-            x = np.arange(len(self.tiers))
-            n = max(len(self.mixes), 1)
-            for ax, side in zip(axes, ("long", "short"), strict=False):
-                for i, (v, mix) in enumerate(sorted(self.mixes.items())):
-                    ax.bar(x + (i - n / 2) * 0.8 / n, mix[side], width=0.8 / n, label=v)
-                ax.set_xticks(x[::2])
-                ax.set_xticklabels([f"{t:g}x" for t in self.tiers][::2], rotation=60)
-                ax.set_title(f"learned mix, {side}")
-            axes[0].set_ylabel("weight")
-            axes[1].legend(fontsize=7)
-            fig.tight_layout()
-            p2 = stem + "_mix.png"
-            fig.savefig(p2, dpi=110)
-            plt.close(fig)
-            paths.append(p2)
+            paths.append(stem + "_mix.png")
+            plot_report_mix(self, path=paths[-1])
         return paths
 
 
@@ -822,18 +792,38 @@ def daily_volume_check(events: np.ndarray, daily_csv: PathLike, coin: str = "BTC
 
 def register_cli(subparsers: Any) -> None:
     """Add the ``replay`` and ``evaluate`` subcommands to an argparse subparsers object."""
-    p = subparsers.add_parser("replay", help="replay a normalized JSONL stream and plot the map")
+    from .plot import SCALES
+
+    p = subparsers.add_parser(
+        "replay", help="replay a normalized JSONL stream and draw the time x price map",
+        description="Run a recorded stream through an engine, draw the map over time with the "
+                    "price and the observed liquidations, and optionally the final profile, the "
+                    "forecast, an interactive HTML page and the engine's snapshot.")
     p.add_argument("file", help="normalized JSONL (.gz ok)")
-    p.add_argument("--out", default="map.png", help="PNG of the final map and forecast")
+    p.add_argument("--out", default="map.png", help="PNG of the time x price map (default map.png)")
     p.add_argument("--symbol", help="asset/symbol to replay (required if the file holds several)")
     p.add_argument("--step", type=float, help="bin width (default ~0.05 %% of price)")
     p.add_argument("--horizon", default="1h", help="forecast horizon (e.g. 3600, 1h, 1d)")
-    p.add_argument("--every", default="5min", help="snapshot cadence")
+    p.add_argument("--every", help="snapshot cadence, e.g. 5min (default: 5 min, or longer so that "
+                                   "a long file gives at most ~500 snapshots)")
     p.add_argument("--venue", help="one venue (default: all)")
+    p.add_argument("--scale", choices=SCALES, default="log", help="colour scaling (default log)")
+    p.add_argument("--side", choices=("both", "long", "short"), default="both",
+                   help="whose levels to draw (default both)")
+    p.add_argument("--no-liquidations", action="store_true", help="no liquidation dots")
+    p.add_argument("--profile", metavar="PNG", help="also the final map by leverage band and side")
+    p.add_argument("--forecast", metavar="PNG", help="also the final map and horizon forecast")
+    p.add_argument("--html", metavar="FILE", help="also the map as interactive HTML (heatcore[html])")
+    p.add_argument("--snapshot", metavar="FILE", help="save the engine at the end (for `heatcore inspect`)")
+    p.add_argument("--oi-proxy", default="auto", choices=("auto", "turnover", "none"))
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_replay)
 
     e = subparsers.add_parser("evaluate",
-                              help="score the forecast against the stream's liquidations")
+                              help="score the forecast against the stream's liquidations",
+                              description="Score the learned engine, the static one, a "
+                                          "distance-only map and a uniform map on a stream's "
+                                          "liquidations, prequentially (leak-free).")
     e.add_argument("file", help="normalized JSONL (.gz ok)")
     e.add_argument("--symbol",
                    help="only this asset/symbol (default: every asset with liquidations)")
@@ -849,12 +839,45 @@ def register_cli(subparsers: Any) -> None:
     e.set_defaults(func=_cmd_evaluate)
 
 
+def _usage_error(message: str) -> Exception:
+    from .cli import CLIError
+
+    return CLIError(message)
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise _usage_error(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise _usage_error(f"{path} is a directory, not a file")
+
+
+def _durations(args: Any, *names: str) -> list[float]:
+    out = []
+    for n in names:
+        try:
+            out.append(parse_seconds(getattr(args, n)))
+        except ValueError as exc:
+            raise _usage_error(f"--{n}: {exc}") from None
+    return out
+
+
 def _cmd_evaluate(args: Any) -> int:
     import sys
 
-    horizon = parse_seconds(args.horizon)
+    from .cli import _check_out, _headless_matplotlib, _need_plotting
+
+    _check_file(args.file)
+    if args.daily_csv:
+        _check_file(args.daily_csv)
+    if args.png:
+        _check_out(args.png + "_x.png", "--png")
+        _need_plotting(png=True)
+    if args.step is not None and not (args.step > 0):
+        raise _usage_error("--step must be positive")
+    horizon, every = _durations(args, "horizon", "every")
     reports = evaluate_file(args.file, symbol=args.symbol, step=args.step, horizon_s=horizon,
-                            every_s=parse_seconds(args.every), oi_proxy=args.oi_proxy,
+                            every_s=every, oi_proxy=args.oi_proxy,
                             progress=False if args.no_progress else None)
     daily = None
     if args.daily_csv:
@@ -864,7 +887,7 @@ def _cmd_evaluate(args: Any) -> int:
         coin = base_asset(args.symbol) if args.symbol else sorted(groups)[0]
         daily = daily_volume_check(groups[coin][1], args.daily_csv, coin=coin, step=args.step)
     if not reports and daily is None:
-        print("no liquidations to score in " + os.fspath(args.file), file=sys.stderr)
+        print(f"heatcore: error: no liquidations to score in {os.fspath(args.file)}", file=sys.stderr)
         return 1
     if args.json:
         out: dict[str, Any] = {k: r.to_dict() for k, r in reports.items()}
@@ -878,72 +901,107 @@ def _cmd_evaluate(args: Any) -> int:
             print("### expected vs observed daily liquidation volume\n")
             print(daily.to_markdown())
     if args.png:
+        _headless_matplotlib()
         for asset, r in reports.items():
             for pth in r.plot(f"{args.png}_{asset}"):
                 print(f"wrote {pth}", file=sys.stderr)
     return 0
 
 
+#: Snapshot cadences `heatcore replay` chooses from (seconds).
+_CADENCES = (300, 600, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400)
+
+
+def _auto_every(ev: np.ndarray, max_snapshots: int = 500) -> float:
+    """The shortest cadence of :data:`_CADENCES` giving at most ``max_snapshots``."""
+    span_s = float(ev["ts"][-1] - ev["ts"][0]) / 1000.0 if ev.size else 0.0
+    return float(next((c for c in _CADENCES if span_s / c <= max_snapshots), _CADENCES[-1]))
+
+
+def _fmt_every(every: Any) -> str:
+    if isinstance(every, str):
+        return every
+    s = float(every)
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= n and s % n == 0:
+            return f"{s / n:g}{unit}"
+    return f"{s:g}s"
+
+
 def _cmd_replay(args: Any) -> int:
     import sys
 
+    from .cli import _check_out, _headless_matplotlib, _need_plotting
     from .events import read_events_by_symbol
     from .replay import replay
-    from .venues import base_asset
+    from .venues import base_asset, get_venue
 
+    _check_file(args.file)
+    for opt in ("out", "profile", "forecast", "html", "snapshot"):
+        _check_out(getattr(args, opt), f"--{opt}")
+    _need_plotting(png=bool(args.out or args.profile or args.forecast), html=bool(args.html))
+    if args.step is not None and not (args.step > 0):
+        raise _usage_error("--step must be positive")
+    if args.venue is not None:
+        try:
+            get_venue(args.venue)
+        except (KeyError, ValueError):
+            raise _usage_error(f"--venue: unknown venue {args.venue!r}") from None
+    horizon = _durations(args, "horizon")[0]
+    if args.every is not None:
+        _durations(args, "every")
     groups = group_by_asset(read_events_by_symbol(args.file))
+    if not groups:
+        print(f"heatcore: error: {args.file} holds no events", file=sys.stderr)
+        return 1
     if args.symbol:
         key = base_asset(args.symbol)
         if key not in groups:
-            print(f"no symbol {args.symbol!r} in {args.file} (assets: {', '.join(sorted(groups))})",
-                  file=sys.stderr)
+            print(f"heatcore: error: no symbol {args.symbol!r} in {args.file} "
+                  f"(assets: {', '.join(sorted(groups))})", file=sys.stderr)
             return 2
     elif len(groups) == 1:
         key = next(iter(groups))
     else:
-        print(f"{args.file} holds several assets ({', '.join(sorted(groups))}): pass --symbol",
-              file=sys.stderr)
+        print(f"heatcore: error: {args.file} holds several assets ({', '.join(sorted(groups))}): "
+              "pass --symbol", file=sys.stderr)
         return 2
     sym, ev = groups[key]
-    horizon = parse_seconds(args.horizon)
-    res = replay(ev, every=args.every, horizon_s=horizon, symbol=sym, step=args.step,
-                 what=("forecast",), venue=args.venue)
-    m = res.engine.heatmap(args.venue)
-    f = res.engine.forecast(horizon, args.venue, window_pct=_window_pct(horizon) * 2)
+    if args.venue is not None:
+        present = {venue_name(int(c)) for c in np.unique(ev["venue"])}
+        if args.venue not in present:
+            print(f"heatcore: error: no {args.venue} events for {key} in {args.file} "
+                  f"(venues: {', '.join(sorted(present))})", file=sys.stderr)
+            return 2
+    every = args.every if args.every is not None else _auto_every(ev)
+    res = replay(ev, every=every, horizon_s=horizon, symbol=sym, step=args.step,
+                 what=("map",), venue=args.venue, oi_proxy=args.oi_proxy,
+                 progress=False if args.no_progress else None)
+    eng = res.engine
     print(f"{key}: {res.counts.get('liquidation', 0)} liquidations, {res.counts.get('price', 0)} "
           f"prices, {res.counts.get('oi', 0)} OI records ({res.counts.get('rejected', 0)} "
-          f"rejected); OI proxy: {res.oi_proxy.describe()}")
-    try:
-        _plot_map(m, f, args.out, f"{sym} after {len(res.snapshots)} snapshots")
-    except ImportError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    print(f"wrote {args.out}", file=sys.stderr)
+          f"rejected), {len(res.snapshots)} snapshots; OI proxy: {res.oi_proxy.describe()}")
+    from . import plot
+    title = f"{sym}: {args.venue or 'all venues'}, snapshots every {_fmt_every(every)}"
+    if args.out or args.profile or args.forecast:
+        _headless_matplotlib()
+    shown = ev if args.venue is None else ev[(ev["venue"] == venue_id(args.venue)) | (ev["kind"] == KIND_PRICE)]
+    if args.out:
+        plot.plot_heatmap(res, shown, scale=args.scale, side=args.side,
+                          liquidations=not args.no_liquidations, title=title, path=args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.profile:
+        plot.plot_profile(eng, args.venue, path=args.profile)
+        print(f"wrote {args.profile}", file=sys.stderr)
+    if args.forecast:
+        f = eng.forecast(horizon, args.venue, window_pct=_window_pct(horizon) * 2)
+        plot.plot_map_forecast(eng.heatmap(args.venue), f, title=title, path=args.forecast)
+        print(f"wrote {args.forecast}", file=sys.stderr)
+    if args.html:
+        plot.heatmap_html(res, shown, args.html, side=args.side,
+                          liquidations=not args.no_liquidations, title=title)
+        print(f"wrote {args.html}", file=sys.stderr)
+    if args.snapshot:
+        eng.save(args.snapshot)
+        print(f"wrote {args.snapshot}", file=sys.stderr)
     return 0
-
-
-def _plot_map(m: Any, f: Any, path: str, title: str) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the extra
-        raise ImportError("plots need matplotlib: pip install 'heatcore[plot]'") from exc
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    lo, hi = f.prices[0], f.prices[-1]
-    sel = (m.prices >= lo) & (m.prices <= hi)
-    ax1.bar(m.prices[sel], m.long[sel], width=m.step or 1, color="tab:red", label="long")
-    ax1.bar(m.prices[sel], m.short[sel], width=m.step or 1, color="tab:green", label="short")
-    ax1.axvline(m.price, color="k", lw=0.8)
-    ax1.set_ylabel("exposure, USD per bin")
-    ax1.set_title(title)
-    ax1.legend()
-    step = float(f.prices[1] - f.prices[0]) if f.prices.size > 1 else 1.0
-    ax2.bar(f.prices, f.long, width=step, color="tab:red", label="long")
-    ax2.bar(f.prices, f.short, width=step, color="tab:green", label="short")
-    ax2.axvline(f.price, color="k", lw=0.8)
-    ax2.set_ylabel(f"expected liquidations in {f.horizon_s:g} s, USD")
-    ax2.set_xlabel("price")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

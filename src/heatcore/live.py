@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import sys
 import time
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
@@ -618,8 +619,8 @@ def _kv(items: Sequence[str] | None, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or ():
         venue, sep, url = item.partition("=")
-        if not sep:
-            raise SystemExit(f"{what} must look like VENUE=URL, got {item!r}")
+        if not sep or not venue.strip():
+            raise ValueError(f"{what} must look like VENUE=URL, got {item!r}")
         out[venue.strip()] = url.strip()
     return out
 
@@ -651,33 +652,58 @@ def _common_args(p: argparse.ArgumentParser) -> None:
 
 def _feeds_from(args: argparse.Namespace) -> list[VenueFeed]:
     venues = [v.strip() for v in args.venues.split(",") if v.strip()]
-    return default_feeds(
-        venues,
-        args.symbol,
-        urls=_kv(args.url, "--url"),
-        oi_urls=_kv(args.oi_url, "--oi-url"),
-        oi_interval_s=args.oi_every,
-    )
+    if not venues:
+        raise ValueError("--venues: no venue given")
+    if args.duration is not None and not (args.duration > 0):
+        raise ValueError(f"--duration must be positive, got {args.duration:g}")
+    if not (args.oi_every > 0):
+        raise ValueError(f"--oi-every must be positive, got {args.oi_every:g}")
+    urls = _kv(args.url, "--url")
+    oi_urls = _kv(args.oi_url, "--oi-url")
+    for what, given in (("--url", urls), ("--oi-url", oi_urls)):
+        extra = sorted(set(given) - set(venues))
+        if extra:
+            raise ValueError(f"{what} names {', '.join(extra)}, not in --venues")
+    return default_feeds(venues, args.symbol, urls=urls, oi_urls=oi_urls,
+                         oi_interval_s=args.oi_every)
 
 
-def _run_client(client: LiveClient, duration: float | None) -> None:
+def _run_client(client: LiveClient, duration: float | None) -> int:
+    """Run until ``duration`` or Ctrl-C; print one line per venue. Returns the exit
+    code: 0, 1 when no venue sent a single message, 130 when interrupted."""
+    interrupted = False
     try:
         asyncio.run(client.run(duration))
-    except KeyboardInterrupt:  # pragma: no cover - interactive
-        pass
+    except KeyboardInterrupt:  # pragma: no cover - interactive; run() has cleaned up
+        interrupted = True
+    total = 0
     for venue, c in client.counters().items():
         log.info("%s: %s", venue, c)
+        total += int(c["messages"])
         print(
             f"{venue}: messages={c['messages']} records={c['records']} "
             f"reconnects={c['disconnects']} gaps={len(c['gaps'])} "
             f"errors={c['parser']['errors']}"
         )
+    if interrupted:
+        return 130
+    if total == 0:
+        print("heatcore: error: no message received from any venue (unreachable or wrong URL?)",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
     from .engine import Engine
 
+    if not (args.step > 0):
+        raise ValueError(f"--step must be positive, got {args.step:g}")
+    if not (args.snapshot_every > 0):
+        raise ValueError(f"--snapshot-every must be positive, got {args.snapshot_every:g}")
+    _check_dir(args.snapshot, "--snapshot")
     feeds = _feeds_from(args)
+    _websockets()
     engine = Engine(symbol=args.symbol, step=args.step, venues=[f.venue for f in feeds])
     client = LiveClient(
         feeds,
@@ -685,21 +711,30 @@ def _cmd_live(args: argparse.Namespace) -> int:
         snapshot=snapshot_to(args.snapshot),
         snapshot_every_s=args.snapshot_every,
     )
-    _run_client(client, args.duration)
+    rc = _run_client(client, args.duration)
     m = engine.heatmap()
     lo, sh = m.total()
     print(f"snapshot: {args.snapshot}  long {lo:,.0f} USD  short {sh:,.0f} USD")
-    return 0
+    return rc
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
+    _check_dir(args.out, "--out")
+    feeds = _feeds_from(args)
+    _websockets()
     writer = RecordWriter(args.out)
     try:
-        _run_client(LiveClient(_feeds_from(args), on_records=writer), args.duration)
+        rc = _run_client(LiveClient(feeds, on_records=writer), args.duration)
     finally:
         writer.close()
     print(f"{args.out}: {writer.written} records")
-    return 0
+    return rc
+
+
+def _check_dir(path: str, what: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise ValueError(f"{what} {path}: directory {d} does not exist")
 
 
 def register_cli(subparsers: Any) -> None:
@@ -714,8 +749,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--step", type=float, default=50.0, help="price bin width (default 50)")
     p.add_argument(
         "--snapshot",
-        default="heatcore-live.npz",
-        help="snapshot file (engine.save if available, else the heatmap as .npz)",
+        default="heatcore-live.hcsnap",
+        help="snapshot file, written with Engine.save (read it with `heatcore inspect`)",
     )
     p.add_argument("--snapshot-every", type=float, default=300.0, help="seconds between snapshots")
     p.set_defaults(func=_cmd_live)

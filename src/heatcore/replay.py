@@ -99,7 +99,11 @@ def parse_seconds(value: Union[float, int, str]) -> float:
 
 
 class Progress:
-    """A tiny progress bar on stderr; silent when stderr is not a terminal.
+    """The one progress bar of heatcore (replay, evaluate, the command line).
+
+    Drawn on stderr with tqdm when it is installed (the ``plot`` and ``test``
+    extras bring it), else as a plain text bar; silent when the stream is not a
+    terminal, so logs and pipes never see it.
 
     Parameters
     ----------
@@ -109,10 +113,14 @@ class Progress:
         Shown before the bar.
     enabled : bool, optional
         Force on or off (default: on when the stream is a TTY).
+    stream : file, optional
+        Where to draw (default: ``sys.stderr``).
+    unit : str
+        Name of one unit of work.
     """
 
     def __init__(self, total: int, label: str = "", *, enabled: bool | None = None,
-                 stream: IO[str] | None = None) -> None:
+                 stream: IO[str] | None = None, unit: str = "ev") -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.total = max(int(total), 1)
         self.label = label
@@ -121,10 +129,27 @@ class Progress:
         self.done = 0
         self._last = 0.0
         self._t0 = time.monotonic()
+        self._tqdm: Any = None
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # the plain bar below
+                pass
+            else:
+                self._tqdm = tqdm(total=self.total, desc=label or None, file=self.stream, unit=unit,
+                                  unit_scale=True, dynamic_ncols=True, mininterval=0.1, leave=True,
+                                  bar_format="{desc} {percentage:5.1f}%|{bar}| {n_fmt}/{total_fmt} "
+                                             "[{elapsed}<{remaining}]")
 
     def update(self, done: int) -> None:
         """Set the amount of work done; redraws at most 10 times a second."""
-        self.done = min(int(done), self.total)
+        done = min(int(done), self.total)
+        if self._tqdm is not None:
+            if done > self.done:
+                self._tqdm.update(done - self.done)
+            self.done = done
+            return
+        self.done = done
         if not self.enabled:
             return
         now = time.monotonic()
@@ -138,11 +163,23 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        """Finish the line."""
-        if self.enabled:
+        """Finish the line (the bar shows the work as complete)."""
+        if not self.enabled:
+            return
+        if self._tqdm is not None:
             self.update(self.total)
-            self.stream.write("\n")
-            self.stream.flush()
+            self._tqdm.close()
+            self._tqdm = None
+            return
+        self.update(self.total)
+        self.stream.write("\n")
+        self.stream.flush()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
