@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import simulated
 
 import heatcore as hc
 from heatcore.evaluate import (
@@ -20,8 +20,6 @@ from heatcore.evaluate import (
     pre_event_forecasts,
 )
 from heatcore.events import KIND_LIQUIDATION
-from heatcore.replay import as_events
-from heatcore.sim import simulate
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 OKX = DATA / "okx_sol_doge_hype_2026-03-04.jsonl"
@@ -33,9 +31,7 @@ VENUES = ("binance", "bybit", "okx", "hyperliquid")
 
 @pytest.fixture(scope="module")
 def market() -> hc.sim.SimResult:
-    res = simulate(hours=24, seed=1, venues=VENUES)
-    # the simulator's array may carry a packed copy of the dtype
-    return dataclasses.replace(res, events=as_events(res.events))
+    return simulated(24, 1, VENUES)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ and (where a Chromium is installed) rendered in a real headless browser."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import shutil
@@ -13,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import simulated
 
 import heatcore as hc
 from heatcore import plot
-from heatcore.replay import as_events
-from heatcore.sim import simulate
 from heatcore.venues import BANDS, band_of
 
 mpl = pytest.importorskip("matplotlib")
@@ -31,8 +29,7 @@ VENUES = ("binance", "bybit", "okx", "hyperliquid")
 
 @pytest.fixture(scope="module")
 def market() -> hc.sim.SimResult:
-    res = simulate(hours=3, seed=4, venues=VENUES)
-    return dataclasses.replace(res, events=as_events(res.events))
+    return simulated(3, 4, VENUES)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gzip
 import io
 import json
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import simulated
 
 import heatcore as hc
 from heatcore.evaluate import register_cli
@@ -18,13 +18,11 @@ from heatcore.events import KIND_LIQUIDATION, KIND_OI, KIND_PRICE
 from heatcore.replay import (
     Progress,
     add_oi_proxy,
-    as_events,
     default_step,
     group_by_asset,
     iter_replay,
     parse_seconds,
 )
-from heatcore.sim import simulate
 from heatcore.venues import venue_id
 
 OKX = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / \
@@ -33,9 +31,7 @@ OKX = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / \
 
 @pytest.fixture(scope="module")
 def market() -> hc.sim.SimResult:
-    res = simulate(hours=3, seed=11, venues=("binance", "okx"))
-    # the simulator's array may carry a packed copy of the dtype
-    return dataclasses.replace(res, events=as_events(res.events))
+    return simulated(3, 11, ("binance", "okx"))
 
 
 def _liq_price_only(events: np.ndarray) -> np.ndarray:
