@@ -16,12 +16,14 @@ import heatcore as hc
 from heatcore.evaluate import register_cli
 from heatcore.events import KIND_LIQUIDATION, KIND_OI, KIND_PRICE
 from heatcore.replay import (
+    CADENCES,
     Progress,
     add_oi_proxy,
     default_step,
     group_by_asset,
     iter_replay,
     parse_seconds,
+    snapshot_cadence,
 )
 from heatcore.venues import venue_id
 
@@ -73,6 +75,29 @@ def test_replay_snapshots_on_an_epoch_clock(market: hc.sim.SimResult) -> None:
     assert np.allclose(part.heatmap().long, snap.heatmap.long[:part.heatmap().long.size])
     f = part.forecast(3600)
     assert np.allclose(f.long, snap.forecast.long[:f.long.size])
+
+
+def test_max_snapshots_lengthens_the_cadence(market: hc.sim.SimResult) -> None:
+    ev = market.events   # 3 simulated hours
+    span_s = (int(ev["ts"][-1]) - int(ev["ts"][0])) / 1000
+    # 60 s would give ~180 snapshots; capped at 20, the cadence becomes the shortest
+    # of the listed cadences that fits
+    cadence = snapshot_cadence(ev, 60, max_snapshots=20)
+    assert cadence > 60 and span_s / cadence <= 20
+    shorter = [c for c in CADENCES if 60 < c < cadence]
+    assert all(span_s / c > 20 for c in shorter)
+    res = hc.replay(ev, every=60, max_snapshots=20, what=("map",), symbol=market.symbol,
+                    step=market.step)
+    assert res.every_s == cadence
+    assert 0 < len(res.snapshots) <= 21   # the epoch clock may add one at the end
+    assert all(s.ts % round(cadence * 1000) == 0 for s in res.snapshots)
+    # a cap the stream fits under changes nothing
+    assert snapshot_cadence(ev, 600, max_snapshots=10_000) == 600
+    assert hc.replay(ev, every=600, max_snapshots=10_000, what=("map",), symbol=market.symbol,
+                     step=market.step).every_s == 600
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="max_snapshots"):
+            snapshot_cadence(ev, 60, max_snapshots=bad)
 
 
 def test_iter_replay_is_lazy_and_validates(market: hc.sim.SimResult) -> None:

@@ -908,16 +908,6 @@ def _cmd_evaluate(args: Any) -> int:
     return 0
 
 
-#: Snapshot cadences `heatcore replay` chooses from (seconds).
-_CADENCES = (300, 600, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400)
-
-
-def _auto_every(ev: np.ndarray, max_snapshots: int = 500) -> float:
-    """The shortest cadence of :data:`_CADENCES` giving at most ``max_snapshots``."""
-    span_s = float(ev["ts"][-1] - ev["ts"][0]) / 1000.0 if ev.size else 0.0
-    return float(next((c for c in _CADENCES if span_s / c <= max_snapshots), _CADENCES[-1]))
-
-
 def _fmt_every(every: Any) -> str:
     if isinstance(every, str):
         return every
@@ -973,10 +963,12 @@ def _cmd_replay(args: Any) -> int:
             print(f"heatcore: error: no {args.venue} events for {key} in {args.file} "
                   f"(venues: {', '.join(sorted(present))})", file=sys.stderr)
             return 2
-    every = args.every if args.every is not None else _auto_every(ev)
-    res = replay(ev, every=every, horizon_s=horizon, symbol=sym, step=args.step,
-                 what=("map",), venue=args.venue, oi_proxy=args.oi_proxy,
-                 progress=False if args.no_progress else None)
+    # A long file at the default cadence would hold thousands of full-grid maps.
+    res = replay(ev, every=args.every if args.every is not None else 300,
+                 max_snapshots=None if args.every is not None else 500, horizon_s=horizon,
+                 symbol=sym, step=args.step, what=("map",), venue=args.venue,
+                 oi_proxy=args.oi_proxy, progress=False if args.no_progress else None)
+    every = res.every_s
     eng = res.engine
     print(f"{key}: {res.counts.get('liquidation', 0)} liquidations, {res.counts.get('price', 0)} "
           f"prices, {res.counts.get('oi', 0)} OI records ({res.counts.get('rejected', 0)} "

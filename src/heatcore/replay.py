@@ -26,6 +26,7 @@ from .events import EVENT_DTYPE, KIND_LIQUIDATION, KIND_OI, KIND_PRICE
 from .venues import base_asset, venue_name
 
 __all__ = [
+    "CADENCES",
     "OIProxy",
     "Progress",
     "ReplayResult",
@@ -39,6 +40,7 @@ __all__ = [
     "iter_replay",
     "parse_seconds",
     "replay",
+    "snapshot_cadence",
 ]
 
 #: Defaults of the open-interest proxy (see :func:`add_oi_proxy`).
@@ -334,6 +336,7 @@ class ReplayResult:
     snapshots: list[Snapshot]
     counts: dict[str, Any]
     oi_proxy: OIProxy
+    every_s: float = 300.0   # the snapshot cadence used (seconds)
 
 
 def _boundaries(ts: np.ndarray, every_ms: int) -> np.ndarray:
@@ -342,6 +345,29 @@ def _boundaries(ts: np.ndarray, every_ms: int) -> np.ndarray:
     first = (int(ts[0]) // every_ms + 1) * every_ms
     last = (int(ts[-1]) // every_ms + 1) * every_ms
     return np.arange(first, last + 1, every_ms, dtype=np.int64)
+
+
+#: Cadences (seconds) :func:`snapshot_cadence` lengthens a cadence to.
+CADENCES = (60, 300, 600, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400)
+
+
+def snapshot_cadence(events: np.ndarray, every: Union[float, str] = 300,
+                     max_snapshots: int | None = None) -> float:
+    """The snapshot cadence (seconds) for ``events``: ``every``, or, when the stream's
+    span would give more than ``max_snapshots`` snapshots at that cadence, the shortest
+    of :data:`CADENCES` (longer than ``every``) that gives at most that many (the
+    longest one if none does). Keeps :func:`replay`'s memory bounded on long files."""
+    every_s = parse_seconds(every)
+    if max_snapshots is None:
+        return every_s
+    if isinstance(max_snapshots, bool) or not isinstance(max_snapshots, int) or max_snapshots < 1:
+        raise ValueError(f"max_snapshots must be a positive integer, got {max_snapshots!r}")
+    ts = np.asarray(events["ts"])
+    span_s = float(ts[-1] - ts[0]) / 1000.0 if ts.size else 0.0
+    if span_s / every_s <= max_snapshots:
+        return every_s
+    longer = [float(c) for c in CADENCES if c > every_s]
+    return next((c for c in longer if span_s / c <= max_snapshots), longer[-1] if longer else every_s)
 
 
 def iter_replay(events: np.ndarray, engine: Engine | None = None, *,
@@ -417,7 +443,8 @@ def _add_counts(total: dict[str, Any], c: Mapping[str, Any]) -> None:
 def replay(events: np.ndarray, engine: Engine | None = None, *, every: Union[float, str] = 300,
            horizon_s: float = 3600.0, what: Sequence[str] = ("map", "forecast"),
            venue: str | None = None, window_pct: float | None = None,
-           oi_proxy: str = "auto", progress: bool | None = None, **build: Any) -> ReplayResult:
+           oi_proxy: str = "auto", progress: bool | None = None, max_snapshots: int | None = None,
+           **build: Any) -> ReplayResult:
     """Run a stream through an engine and collect map/forecast snapshots.
 
     Parameters
@@ -432,11 +459,17 @@ def replay(events: np.ndarray, engine: Engine | None = None, *, every: Union[flo
     oi_proxy : {"auto", "turnover", "none"}
         ``"auto"``/``"turnover"``: synthetic OI (:func:`add_oi_proxy`) for venues with
         liquidations and no OI records.
+    max_snapshots : int, optional
+        Keep at most about this many snapshots: on a stream too long for ``every``, the
+        cadence is lengthened (:func:`snapshot_cadence`; ``result.every_s`` says which).
+        Each map snapshot holds the whole price grid, so a 90-day file at 5 minutes
+        would otherwise hold ~26,000 of them (several GB).
 
     Returns
     -------
     ReplayResult
-        ``engine`` (after the whole stream), ``snapshots``, ``counts``, ``oi_proxy``.
+        ``engine`` (after the whole stream), ``snapshots``, ``counts``, ``oi_proxy``,
+        ``every_s`` (the cadence used).
     """
     if isinstance(events, (str, os.PathLike)):
         from .events import read_events
@@ -445,11 +478,12 @@ def replay(events: np.ndarray, engine: Engine | None = None, *, every: Union[flo
     if oi_proxy not in ("auto", "turnover", "none"):
         raise ValueError("oi_proxy must be 'auto', 'turnover' or 'none'")
     stream, proxy = add_oi_proxy(events, method="none" if oi_proxy == "none" else "turnover")
+    every_s = snapshot_cadence(events, every, max_snapshots)
     counts: dict[str, Any] = {}
     if engine is None:
         engine = build_engine(events, **build)
         build = {}
-    snaps = list(iter_replay(stream, engine, every=every, horizon_s=horizon_s, what=what,
+    snaps = list(iter_replay(stream, engine, every=every_s, horizon_s=horizon_s, what=what,
                              venue=venue, window_pct=window_pct, progress=progress,
                              counts=counts, **build))
-    return ReplayResult(engine, snaps, counts, proxy)
+    return ReplayResult(engine, snaps, counts, proxy, every_s)
