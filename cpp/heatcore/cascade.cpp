@@ -29,13 +29,13 @@ constexpr double kMinGateNeff = 4.0;
 // would make every deeper level far too likely.
 constexpr double kImpactTrust = 8.0;
 constexpr std::size_t kMaxWindow = 4096;
-constexpr std::int64_t kStaleMarkMs = 600'000;
+constexpr std::int64_t kStaleMarkMs = 600'000;  // a venue's mark older than this leaves the consensus
 // Chain impact law: forgetting in observations (ticks with liquidations), as a
 // multiple of half_life (its evidence per tick is weak); observations before a fit.
 constexpr double kImpactHalfLives = 10.0;
 constexpr double kMinImpactObs = 50.0;
 constexpr double kUsdUnit = 1e6;            // increments are fitted in $1M (conditioning)
-constexpr std::int64_t kFirstLiqMs = 1000;  // a tick is used if its first liquidation came this early  // a venue's mark older than this leaves the consensus
+constexpr std::int64_t kFirstLiqMs = 1000;  // a tick is used if its first liquidation came this early
 
 double norm_cdf(double z) noexcept { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 
