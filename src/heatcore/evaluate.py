@@ -839,42 +839,31 @@ def register_cli(subparsers: Any) -> None:
     e.set_defaults(func=_cmd_evaluate)
 
 
-def _usage_error(message: str) -> Exception:
+def _durations(args: Any, *names: str) -> list[float]:
     from .cli import CLIError
 
-    return CLIError(message)
-
-
-def _check_file(path: str) -> None:
-    if not os.path.exists(path):
-        raise _usage_error(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise _usage_error(f"{path} is a directory, not a file")
-
-
-def _durations(args: Any, *names: str) -> list[float]:
     out = []
     for n in names:
         try:
             out.append(parse_seconds(getattr(args, n)))
         except ValueError as exc:
-            raise _usage_error(f"--{n}: {exc}") from None
+            raise CLIError(f"--{n}: {exc}") from None
     return out
 
 
 def _cmd_evaluate(args: Any) -> int:
     import sys
 
-    from .cli import _check_out, _headless_matplotlib, _need_plotting
+    from .cli import CLIError, _check_in, _check_out, _headless_matplotlib, _need_plotting
 
-    _check_file(args.file)
+    _check_in(args.file)
     if args.daily_csv:
-        _check_file(args.daily_csv)
+        _check_in(args.daily_csv)
     if args.png:
         _check_out(args.png + "_x.png", "--png")
         _need_plotting(png=True)
     if args.step is not None and not (args.step > 0):
-        raise _usage_error("--step must be positive")
+        raise CLIError("--step must be positive")
     horizon, every = _durations(args, "horizon", "every")
     reports = evaluate_file(args.file, symbol=args.symbol, step=args.step, horizon_s=horizon,
                             every_s=every, oi_proxy=args.oi_proxy,
@@ -921,22 +910,22 @@ def _fmt_every(every: Any) -> str:
 def _cmd_replay(args: Any) -> int:
     import sys
 
-    from .cli import _check_out, _headless_matplotlib, _need_plotting
+    from .cli import CLIError, _check_in, _check_out, _headless_matplotlib, _need_plotting
     from .events import read_events_by_symbol
     from .replay import replay
     from .venues import base_asset, get_venue
 
-    _check_file(args.file)
+    _check_in(args.file)
     for opt in ("out", "profile", "forecast", "html", "snapshot"):
         _check_out(getattr(args, opt), f"--{opt}")
     _need_plotting(png=bool(args.out or args.profile or args.forecast), html=bool(args.html))
     if args.step is not None and not (args.step > 0):
-        raise _usage_error("--step must be positive")
+        raise CLIError("--step must be positive")
     if args.venue is not None:
         try:
             get_venue(args.venue)
         except (KeyError, ValueError):
-            raise _usage_error(f"--venue: unknown venue {args.venue!r}") from None
+            raise CLIError(f"--venue: unknown venue {args.venue!r}") from None
     horizon = _durations(args, "horizon")[0]
     if args.every is not None:
         _durations(args, "every")

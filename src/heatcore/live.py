@@ -695,13 +695,14 @@ def _run_client(client: LiveClient, duration: float | None) -> int:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
+    from .cli import _check_out
     from .engine import Engine
 
     if not (args.step > 0):
         raise ValueError(f"--step must be positive, got {args.step:g}")
     if not (args.snapshot_every > 0):
         raise ValueError(f"--snapshot-every must be positive, got {args.snapshot_every:g}")
-    _check_dir(args.snapshot, "--snapshot")
+    _check_out(args.snapshot, "--snapshot")
     feeds = _feeds_from(args)
     _websockets()
     engine = Engine(symbol=args.symbol, step=args.step, venues=[f.venue for f in feeds])
@@ -719,7 +720,9 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    _check_dir(args.out, "--out")
+    from .cli import _check_out
+
+    _check_out(args.out, "--out")
     feeds = _feeds_from(args)
     _websockets()
     writer = RecordWriter(args.out)
@@ -729,12 +732,6 @@ def _cmd_record(args: argparse.Namespace) -> int:
         writer.close()
     print(f"{args.out}: {writer.written} records")
     return rc
-
-
-def _check_dir(path: str, what: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise ValueError(f"{what} {path}: directory {d} does not exist")
 
 
 def register_cli(subparsers: Any) -> None:
