@@ -415,6 +415,34 @@ def test_forecast_config_survives(tmp_path: Path, stream: np.ndarray) -> None:
     assert not np.array_equal(replay(a), replay(_engine()))
 
 
+def test_forecast_section_1_0_keeps_reading_the_exposure_map(stream: np.ndarray) -> None:
+    """FCST 1.1 appends ForecastConfig.generative_map; a 1.0 section (written before
+    the forecast could read the learner's generated book) loads with it off, so a
+    restored engine forecasts as it did when it was saved."""
+    def engine(generative: bool) -> hc.Engine:
+        eng = _engine()
+        eng.configure_forecast(generative_map=generative)
+        eng.ingest(stream[:20_000])
+        return eng
+
+    def as_1_0(sections):  # drop the appended flag, claim minor 0
+        return [(t, a, 0, f, p[:-1]) if t == b"FCST" else (t, a, b, f, p) for t, a, b, f, p in sections]
+
+    old, new = engine(False), engine(True)
+    for eng, keeps in ((old, True), (new, False)):
+        loaded = hc.Engine._from_snapshot(_with_core(eng.__getstate__(), as_1_0))
+        loaded.ingest(stream[20_000:])
+        eng.ingest(stream[20_000:])
+        assert _same_forecasts(loaded, eng) is keeps
+    # written at 1.1, the flag is kept either way
+    for generative in (False, True):
+        eng = engine(generative)
+        loaded = hc.Engine._from_snapshot(eng.__getstate__())
+        loaded.ingest(stream[20_000:])
+        eng.ingest(stream[20_000:])
+        assert _same_forecasts(loaded, eng)
+
+
 def test_corrupt_forecast_section_is_refused(stream: np.ndarray) -> None:
     """Bad FCST bytes give SnapshotError (never a crash), however they are bad."""
     eng = _engine()

@@ -429,4 +429,45 @@ void SideBook::openings_near(const PriceGrid& /*g*/, double x_lo, double x_hi, c
   }
 }
 
+void SideBook::generative_map(const PriceGrid& g, const double* u, const double* pre, double cross,
+                              double* out) const {
+  std::fill_n(out, static_cast<std::size_t>(g.n), 0.0);
+  const std::size_t nt = tiers();
+  const std::int64_t g_hi = g.k0 + g.n;
+  for (std::size_t row = 0; row < oratio_.size(); ++row) {
+    const std::size_t t = row % nt;
+    const double share = row < nt ? 1.0 - cross : cross;
+    if (!(u[t] > 0.0) || !(share > 0.0) || olo_[row] > ohi_[row]) continue;
+    const double r = oratio_[row];
+    const double* orw = orow(row);
+    const double f = u[t] * share * g.step;
+    for (std::int64_t e = olo_[row]; e <= ohi_[row]; ++e) {
+      const double q = orw[e - ok0_];
+      if (q == 0.0) continue;
+      // Level of entry bin e in bin units, split linearly between its two bins.
+      const double x = static_cast<double>(e) * r;
+      const double kf = std::floor(x);
+      const auto k = static_cast<std::int64_t>(kf);
+      if (k < g.k0 || k + 1 >= g_hi) continue;
+      const double usd = f * q * x;
+      const double frac = x - kf;
+      out[k - g.k0] += usd * (1.0 - frac);
+      out[k + 1 - g.k0] += usd * frac;
+    }
+  }
+  // The older book: where the exposure book holds the tier, in its proportions.
+  for (std::size_t t = 0; t < nt; ++t) {
+    const double mass = u[t] * pre[t];
+    if (!(mass > 0.0) || empty_tier(t) || mlen_[t] == 0) continue;
+    const double* m = tmap_.data() + moff_[t];
+    double sum = 0.0;
+    for (std::size_t i = 0; i < mlen_[t]; ++i) sum += m[i];
+    if (!(sum > 0.0)) continue;
+    const std::int64_t a = std::max(mk0_[t], g.k0);
+    const std::int64_t b = std::min(mk0_[t] + static_cast<std::int64_t>(mlen_[t]), g_hi);
+    const double scale = mass / sum;
+    for (std::int64_t k = a; k < b; ++k) out[k - g.k0] += scale * m[k - mk0_[t]];
+  }
+}
+
 }  // namespace heatcore

@@ -102,6 +102,12 @@ class SideBook {
   const std::vector<double>& openings_totals() const noexcept { return otot_; }
   const std::vector<double>& openings_consumed_usd() const noexcept { return oconsumed_usd_; }
   double map_sum() const noexcept { return map_sum_; }   // sum of map(), USD
+  // The open book the learner's model generates (USD at the level, on grid g,
+  // `out` size g.n): tier t's recent openings O_t at opening rate u[t] (rows
+  // mixed by `cross`, the cross-margined share), plus its older book pre[t]
+  // (hours of unit openings, placed like the tier's exposure M_t). Sums to
+  // sum_t u_t N_t, the open interest the learner fits. O(tiers * window).
+  void generative_map(const PriceGrid& g, const double* u, const double* pre, double cross, double* out) const;
   // The openings book's exact state (persist, section LLRN; defined in serialize.cpp).
   void save_openings(serial::Writer& w, const PriceGrid& g) const;
   void load_openings(serial::Reader& r, const PriceGrid& g);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <stdexcept>
 
 namespace heatcore {
@@ -527,7 +528,19 @@ void Engine::forecast_on_liquidation(std::size_t slot, Side side, std::int64_t t
 
 void Engine::forecast_refresh(std::int64_t ts) {
   if (!fc_.refresh_due(ts)) return;
-  fc_.refresh(ts, grid_, [this](std::size_t v, int s) -> const SideBook& { return venues_[v].book[s]; });
+  fc_.refresh(ts, grid_, [this](std::size_t v, int s) { return forecast_map(v, s); });
+}
+
+const double* Engine::forecast_map(std::size_t slot, int si) const {
+  const SideBook& book = venues_[slot].book[si];
+  if (!cfg_.forecast.generative_map || !cfg_.learn || !cfg_.learn_mix || !learn_[slot]) return book.map().data();
+  const LeverageLearner& learner = learners_[slot * 2 + static_cast<std::size_t>(si)];
+  const auto& u = learner.opening_rates();
+  if (!(std::accumulate(u.begin(), u.end(), 0.0) > 0.0)) return book.map().data();
+  const auto n = static_cast<std::size_t>(grid_.n);
+  if (fmap_scratch_.size() < n) fmap_scratch_.resize(n);
+  book.generative_map(grid_, u.data(), learner.older_book().data(), learner.cross_share(), fmap_scratch_.data());
+  return fmap_scratch_.data();
 }
 
 void Engine::configure_forecast(const ForecastConfig& c) {
@@ -540,7 +553,7 @@ void Engine::configure_forecast(const ForecastConfig& c) {
 void Engine::forecast(int slot, double horizon_s, std::int64_t k_lo, std::int64_t n, double* long_out,
                       double* short_out, double* reach_out) const {
   if (slot >= static_cast<int>(venues_.size())) throw std::out_of_range("venue slot out of range");
-  fc_.fill(grid_, [this](std::size_t v, int s) -> const SideBook& { return venues_[v].book[s]; }, slot,
+  fc_.fill(grid_, [this](std::size_t v, int s) { return forecast_map(v, s); }, slot,
            horizon_s, k_lo, n, long_out, short_out, reach_out);
 }
 // [forecast] end

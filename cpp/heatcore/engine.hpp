@@ -199,6 +199,10 @@ class Engine {
   // [forecast] begin
   void forecast_on_liquidation(std::size_t slot, Side side, std::int64_t ts, double price, double notional_usd);
   void forecast_refresh(std::int64_t ts);
+  // The map the forecast reads for a venue side: the book's map, or where the
+  // Leverage Learner has fitted the venue, the open book its model generates
+  // (written into fmap_scratch_, valid until the next call).
+  const double* forecast_map(std::size_t slot, int si) const;
   // [forecast] end
 
   EngineConfig cfg_;
@@ -222,6 +226,7 @@ class Engine {
   // sized once at construction, so the check allocates nothing per event.
   std::vector<std::uint64_t> recent_;
   Forecaster fc_;  // [forecast]
+  mutable std::vector<double> fmap_scratch_;  // [forecast] grows with the grid
   // ---- cascade ----
   void cascade_on_price(std::size_t slot, std::int64_t ts, double price);
   void cascade_on_liquidation(Side side, double price, double notional, std::int64_t ts, bool learn);

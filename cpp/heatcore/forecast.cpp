@@ -313,7 +313,7 @@ void Forecaster::on_liquidation(std::size_t slot, Side side, std::int64_t ts_ms,
   last_liq_ts_ = t;
 }
 
-void Forecaster::lag_map(const PriceGrid& g, const SideBook& book, VenueForecastState& v, int s) const {
+void Forecaster::lag_map(const PriceGrid& g, const double* map_all, VenueForecastState& v, int s) const {
   auto& lag = v.lagged[s];
   lag.clear();  // keeps capacity: no allocation once the window size has been seen
   v.map_rate[s] = 0.0;
@@ -321,7 +321,7 @@ void Forecaster::lag_map(const PriceGrid& g, const SideBook& book, VenueForecast
   const std::int64_t lo = std::max(lag_k0_, g.k0);
   const std::int64_t hi = std::min(lag_k0_ + static_cast<std::int64_t>(lag_reach_.size()), g.k0 + g.n);
   if (hi <= lo) return;
-  const double* map = book.map().data() + (lo - g.k0);
+  const double* map = map_all + (lo - g.k0);
   const double* rw = lag_reach_.data() + (lo - lag_k0_);
   v.lagged_k0[s] = lo;
   double sum = 0.0;
@@ -393,11 +393,10 @@ void Forecaster::fill_reach(double step, double horizon_s, std::int64_t k_lo, st
   }
 }
 
-void Forecaster::add_venue(const PriceGrid& g, const SideBook& book, std::size_t vi, int s, double horizon_s,
+void Forecaster::add_venue(const PriceGrid& g, const double* map, std::size_t vi, int s, double horizon_s,
                            std::int64_t k_lo, std::int64_t n, const double* reach_w, double* out) const {
   const VenueForecastState& v = venues_[vi];
   // Exposure reached within the horizon: trigger level k reached, reported at k + shift.
-  const auto& map = book.map();
   const std::int64_t d = v.shift[s];
   const std::int64_t lo = std::max(k_lo - d, g.k0), hi = std::min(k_lo + n - d, g.k0 + g.n);
   const double p0 = anchor_price();

@@ -136,6 +136,12 @@ class LeverageLearner {
   const std::vector<double>& prior() const noexcept { return prior_; }
   const std::vector<double>& openings_mix() const noexcept { return mix_; }
   const std::vector<double>& open_interest_mix() const noexcept { return oi_mix_; }
+  // The fitted model of the open book: opening rate per tier (USD per hour; all
+  // zero before the first refresh or after set_mix), the older book per tier
+  // (hours of unit openings) and the cross-margined share.
+  const std::vector<double>& opening_rates() const noexcept { return u_; }
+  const std::vector<double>& older_book() const noexcept { return pre_; }
+  double cross_share() const noexcept { return cross_; }
 
   struct Diagnostics {
     std::uint64_t n_events = 0;      // liquidations seen while learning

@@ -1305,9 +1305,11 @@ void Engine::save_learner_sections(Writer& w) const {
     cascade_.save(w);
   }
   {
-    auto s = w.section(kFcst, 1, 0, false);  // horizon forecast: config, then state
+    // horizon forecast: config, then state; 1.1 appends ForecastConfig::generative_map
+    auto s = w.section(kFcst, 1, 1, false);
     write_forecast_config(w, cfg_.forecast);
     fc_.save(w);
+    w.boolean(cfg_.forecast.generative_map);
   }
   if (!cfg_.learn_mix) {
     auto s = w.section(kLmix, 1, 0, true);
@@ -1354,15 +1356,19 @@ bool Engine::load_learner_section(const SectionHeader& h, Reader& body, bool con
   }
   if (h.tag == kFcst) {
     serial::check_version(h, 1);
-    const ForecastConfig c = read_forecast_config(body);
+    ForecastConfig c = read_forecast_config(body);
     Forecaster f;
     try {
       f = Forecaster(c, venues_.size());
     } catch (const std::invalid_argument& e) {
       body.fail(std::string("invalid forecast config: ") + e.what());
     }
-    if (!config_only) f.load(body, cfg_.step);
-    fc_ = std::move(f);  // config and state together, once both read
+    f.load(body, cfg_.step);  // also with config_only: generative_map follows the state
+    // Before 1.1 the forecast read the exposure book's map for every venue: an
+    // older snapshot keeps that behaviour.
+    c.generative_map = h.minor >= 1 ? body.boolean() : false;
+    if (config_only) f = Forecaster(c, venues_.size());
+    fc_ = std::move(f);  // config and state together, once all read
     cfg_.forecast = c;
     return true;
   }

@@ -465,6 +465,43 @@ void test_cascade() {
 
 }  // namespace
 
+// The open book the learner's model generates (SideBook::generative_map): recent
+// openings at each tier's (isolated or cross) level, mixed by the cross share,
+// plus the older book placed where the exposure book holds the tier.
+void test_generative_map() {
+  const hc::PriceGrid g{50.0, 1000, 2000};  // bins 1000..2999: $50k..$150k
+  hc::SideBook book(hc::Side::long_, {0.9, 0.5}, {0.5, 0.5});
+  book.regrid(hc::PriceGrid{50.0, g.k0, 0}, g);  // size the map on the grid, as the engine does
+  book.set_cross_distance(2.0);  // cross rows: levels 0.8 and 0.01 (floored) of entry
+  book.add_openings(g, 2000, 3.0);
+  book.add_openings(g, 2100, 1.0);
+  const double u[2] = {2.0, 0.5}, none[2] = {0.0, 0.0};
+  std::vector<double> out(static_cast<std::size_t>(g.n), -1.0);
+  auto sum = [&] { double x = 0.0; for (double v : out) x += v; return x; };
+  auto at = [&](double k) {  // mass deposited around fractional bin k
+    const auto k0 = static_cast<std::int64_t>(std::floor(k));
+    return out[static_cast<std::size_t>(k0 - g.k0)] + out[static_cast<std::size_t>(k0 + 1 - g.k0)];
+  };
+  book.generative_map(g, u, none, 0.0, out.data());  // isolated only
+  const double iso0 = 2.0 * 50.0 * (3.0 * 2000 * 0.9 + 1.0 * 2100 * 0.9);
+  const double iso1 = 0.5 * 50.0 * (3.0 * 2000 * 0.5 + 1.0 * 2100 * 0.5);
+  CHECK(std::fabs(sum() - (iso0 + iso1)) < 1e-6 * sum());
+  CHECK(std::fabs(at(1800.0) - 2.0 * 50.0 * 3.0 * 1800.0) < 1e-6);  // tier 0, entry 2000: level bin 1800
+  CHECK(std::fabs(at(1050.0) - 0.5 * 50.0 * 1.0 * 1050.0) < 1e-6);  // tier 1, entry 2100: level 1050
+  // Half cross-margined: the cross row of tier 0 dies at 0.8 of entry; tier 1's
+  // cross level (0.01 of entry) lies off the grid and is not deposited.
+  book.generative_map(g, u, none, 0.5, out.data());
+  CHECK(std::fabs(at(1600.0) - 0.5 * 2.0 * 50.0 * 3.0 * 1600.0) < 1e-6);
+  CHECK(std::fabs(at(1800.0) - 0.5 * 2.0 * 50.0 * 3.0 * 1800.0) < 1e-6);
+  // The older book: u_t * pre_t USD where the exposure book holds tier t.
+  book.add(g, 0, 2400, 1.0);
+  const double pre[2] = {100.0, 100.0};
+  book.generative_map(g, u, pre, 0.0, out.data());
+  CHECK(std::fabs(sum() - (iso0 + iso1 + 2.0 * 100.0)) < 1e-6 * sum());  // tier 1 holds nothing: no older mass
+  CHECK(std::fabs(at(2160.0) - 2.0 * 100.0) < 1e-6);                  // entry 2400 at 0.9
+  for (double v : out) CHECK(std::isfinite(v) && v >= 0.0);
+}
+
 int main() {
   test_crc();
   test_writer_reader();
@@ -475,6 +512,7 @@ int main() {
   test_versions();
   test_calibrator();
   test_cascade();
+  test_generative_map();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

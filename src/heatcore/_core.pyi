@@ -177,6 +177,7 @@ class ForecastConfig:
     shift_prior_nats: float
     liq_anchor_after_s: float
     learn: bool
+    generative_map: bool
     def __init__(self) -> None: ...
 
 def engine_configure_forecast(engine: Engine, config: ForecastConfig) -> None: ...
