@@ -50,12 +50,22 @@ def test_evaluate_1m(benchmark, stream) -> None:
     assert d["loglik_static"] > d["loglik_uniform"]
 
 
-@pytest.fixture(scope="module")
-def busy_engine() -> hc.Engine:
+def _busy(generative_map: bool) -> hc.Engine:
     res = simulate(hours=12, seed=9)
     eng = hc.Engine("BTCUSDT", res.step)
+    eng.configure_forecast(generative_map=generative_map)
     eng.ingest(as_events(res.events))
     return eng
+
+
+@pytest.fixture(scope="module")
+def busy_engine() -> hc.Engine:
+    return _busy(True)
+
+
+@pytest.fixture(scope="module")
+def busy_engine_exposure_map() -> hc.Engine:
+    return _busy(False)
 
 
 @pytest.mark.benchmark(group="forecast-22-venues")
@@ -74,6 +84,15 @@ def test_forecast_all_venues(benchmark, busy_engine) -> None:
     total = out[0]
     assert np.allclose(total.long, sum(f.long for f in out[1:]))
     assert total.long.sum() > 0 and total.short.sum() > 0
+
+
+@pytest.mark.benchmark(group="forecast-22-venues")
+def test_forecast_all_venues_exposure_map(benchmark, busy_engine_exposure_map) -> None:
+    """The same with every venue's forecast reading the exposure book's map (the
+    generated open book's cost is the difference)."""
+    eng = busy_engine_exposure_map
+    out = benchmark(lambda: [eng.forecast(3600.0)] + [eng.forecast(3600.0, v) for v in eng.venues])
+    assert np.allclose(out[0].long, sum(f.long for f in out[1:]))
 
 
 @pytest.mark.benchmark(group="evaluate-1M")

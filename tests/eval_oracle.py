@@ -17,6 +17,14 @@ A fourth row, ``oracle_oi``, fixes the weights to the simulator's true
 is what the exposure book's "all open interest as if at tier t" rows stand for.
 Measured (seeds 1-5): it beats the static engine on log-likelihood on 4 of 5
 seeds but loses top-decile precision on 5 of 5 (less high leverage near price).
+
+A fifth row, ``oracle_learner``, is the learned engine with its Leverage
+Learner held at the true openings mix: the simulator's mix as the learner's
+prior, with a prior strength of 1e7 expected events (``learner={"prior_min":
+1e7, "prior_max": 1e7}``), so the fitted opening rates are the truth scaled to
+the open interest and the forecast's generated open book (forecast.hpp, H) is
+built on them. If it does not beat the static engine, a better learner would
+not either.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ SIDES = ("long", "short")
 
 
 def scores(seed: int, hours: float = 24.0) -> dict[str, tuple[float, float]]:
-    """``{engine: (loglik, top_decile_precision)}`` for learned, static, oracle and oracle_oi."""
+    """``{engine: (loglik, top_decile_precision)}`` for learned, static, oracle, oracle_oi
+    and oracle_learner."""
     evaluate_mod = sys.modules["heatcore.evaluate"]
     r = simulate(hours=hours, seed=seed, venues=VENUES)
     kw = dict(symbol=r.symbol, step=r.step, progress=False)
@@ -57,10 +66,23 @@ def scores(seed: int, hours: float = 24.0) -> dict[str, tuple[float, float]]:
     t0 = int(r.events["ts"][0])
     oracle_mix = oracle(r.truth.mix)
     oracle_oi = oracle(lambda v, s: r.truth.open_mix(v, s, at_ts=t0))
+
+    def held_learner(*args, **kwargs):
+        if kwargs.get("learn") is True:
+            kwargs["priors"] = {v: (r.truth.mix(v, "long"), r.truth.mix(v, "short")) for v in VENUES}
+            kwargs["learner"] = {"prior_min": 1e7, "prior_max": 1e7}
+        return plain(*args, **kwargs)
+
+    evaluate_mod.build_engine = held_learner
+    try:
+        held = hc.evaluate(r.events, **kw).to_dict()
+    finally:
+        evaluate_mod.build_engine = plain
     return {"learned": (base["loglik_learned"], base["top_decile_precision_learned"]),
             "static": (base["loglik_static"], base["top_decile_precision_static"]),
             "oracle": (oracle_mix["loglik_static"], oracle_mix["top_decile_precision_static"]),
-            "oracle_oi": (oracle_oi["loglik_static"], oracle_oi["top_decile_precision_static"])}
+            "oracle_oi": (oracle_oi["loglik_static"], oracle_oi["top_decile_precision_static"]),
+            "oracle_learner": (held["loglik_learned"], held["top_decile_precision_learned"])}
 
 
 def main(argv: list[str] | None = None) -> int:
