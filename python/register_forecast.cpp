@@ -42,7 +42,8 @@ void register_forecast(py::module_& m) {
       .def_readwrite("shift_prior_nats", &hc::ForecastConfig::shift_prior_nats)
       .def_readwrite("liq_anchor_after_s", &hc::ForecastConfig::liq_anchor_after_s)
       .def_readwrite("learn", &hc::ForecastConfig::learn)
-      .def_readwrite("generative_map", &hc::ForecastConfig::generative_map);
+      .def_readwrite("generative_map", &hc::ForecastConfig::generative_map)
+      .def_readwrite("closing_hazard", &hc::ForecastConfig::closing_hazard);
 
   m.def("engine_configure_forecast",
         [](hc::Engine& e, const hc::ForecastConfig& c) {

@@ -175,3 +175,34 @@ def test_forecast_from_threads_matches_serial() -> None:
     ref = hc.Engine(res.symbol, res.step, venues=("binance", "okx"))
     ref.ingest(ev)
     assert np.array_equal(ref.forecast(3600.0).long, other.forecast(3600.0).long)
+
+
+def test_closing_hazard_discounts_the_generated_book_with_distance() -> None:
+    """Exposure far from price is reached late, and a position may close before
+    price gets there: with ``closing_hazard`` the generated book's part of the
+    forecast is scaled by the share still open at first passage. Same state
+    otherwise (the EM reads the 60 s map without it), so the forecast can only
+    fall, by more the farther the bin; the static engine has no model of
+    closings and is untouched."""
+    from conftest import simulated
+
+    res = simulated(12, 2, ("bybit", "hyperliquid"))
+
+    def run(learn: bool, hazard: bool) -> hc.Forecast:
+        eng = hc.Engine(res.symbol, res.step, venues=res.venues, learn=learn)
+        eng.configure_forecast(closing_hazard=hazard)
+        eng.ingest(res.events)
+        return eng.forecast(3600.0)
+
+    on, off = run(True, True), run(True, False)
+    assert np.array_equal(on.prices, off.prices)
+    for a, b in ((on.long, off.long), (on.short, off.short)):
+        assert np.all(a <= b * (1 + 1e-12) + 1e-9)
+        assert a.sum() < 0.99 * b.sum()
+    # the discount deepens with distance from price (map-dominated bins, either side)
+    dist = np.abs(np.log(on.prices / on.price))
+    ratio_near = on.long[(dist > 0.002) & (dist < 0.01)].sum() / off.long[(dist > 0.002) & (dist < 0.01)].sum()
+    ratio_far = on.long[(dist > 0.02) & (dist < 0.05)].sum() / off.long[(dist > 0.02) & (dist < 0.05)].sum()
+    assert ratio_far < ratio_near < 1.0
+    s_on, s_off = run(False, True), run(False, False)
+    assert np.array_equal(s_on.long, s_off.long) and np.array_equal(s_on.short, s_off.short)

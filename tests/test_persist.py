@@ -416,17 +416,17 @@ def test_forecast_config_survives(tmp_path: Path, stream: np.ndarray) -> None:
 
 
 def test_forecast_section_1_0_keeps_reading_the_exposure_map(stream: np.ndarray) -> None:
-    """FCST 1.1 appends ForecastConfig.generative_map; a 1.0 section (written before
-    the forecast could read the learner's generated book) loads with it off, so a
-    restored engine forecasts as it did when it was saved."""
-    def engine(generative: bool) -> hc.Engine:
+    """FCST 1.1 appends ForecastConfig.generative_map and closing_hazard; a 1.0
+    section (written before the forecast could read the learner's generated book)
+    loads with both off, so a restored engine forecasts as it did when it was saved."""
+    def engine(generative: bool, hazard: bool = True) -> hc.Engine:
         eng = _engine()
-        eng.configure_forecast(generative_map=generative)
+        eng.configure_forecast(generative_map=generative, closing_hazard=hazard)
         eng.ingest(stream[:20_000])
         return eng
 
-    def as_1_0(sections):  # drop the appended flag, claim minor 0
-        return [(t, a, 0, f, p[:-1]) if t == b"FCST" else (t, a, b, f, p) for t, a, b, f, p in sections]
+    def as_1_0(sections):  # drop the two appended flags, claim minor 0
+        return [(t, a, 0, f, p[:-2]) if t == b"FCST" else (t, a, b, f, p) for t, a, b, f, p in sections]
 
     old, new = engine(False), engine(True)
     for eng, keeps in ((old, True), (new, False)):
@@ -434,9 +434,9 @@ def test_forecast_section_1_0_keeps_reading_the_exposure_map(stream: np.ndarray)
         loaded.ingest(stream[20_000:])
         eng.ingest(stream[20_000:])
         assert _same_forecasts(loaded, eng) is keeps
-    # written at 1.1, the flag is kept either way
-    for generative in (False, True):
-        eng = engine(generative)
+    # written at 1.1, the flags are kept either way
+    for generative, hazard in ((False, True), (True, True), (True, False)):
+        eng = engine(generative, hazard)
         loaded = hc.Engine._from_snapshot(eng.__getstate__())
         loaded.ingest(stream[20_000:])
         eng.ingest(stream[20_000:])

@@ -429,11 +429,16 @@ void SideBook::openings_near(const PriceGrid& /*g*/, double x_lo, double x_hi, c
   }
 }
 
-void SideBook::generative_map(const PriceGrid& g, const double* u, const double* pre, double cross,
-                              double* out) const {
+void SideBook::generative_map(const PriceGrid& g, const double* u, const double* pre, double cross, double* out,
+                              const double* survive, std::int64_t survive_k0, std::int64_t survive_n) const {
   std::fill_n(out, static_cast<std::size_t>(g.n), 0.0);
   const std::size_t nt = tiers();
   const std::int64_t g_hi = g.k0 + g.n;
+  auto factor = [&](std::size_t t, std::int64_t k) {
+    const std::int64_t i = k - survive_k0;
+    return survive == nullptr || i < 0 || i >= survive_n ? 1.0
+                                                         : survive[t * static_cast<std::size_t>(survive_n) + static_cast<std::size_t>(i)];
+  };
   for (std::size_t row = 0; row < oratio_.size(); ++row) {
     const std::size_t t = row % nt;
     const double share = row < nt ? 1.0 - cross : cross;
@@ -451,8 +456,8 @@ void SideBook::generative_map(const PriceGrid& g, const double* u, const double*
       if (k < g.k0 || k + 1 >= g_hi) continue;
       const double usd = f * q * x;
       const double frac = x - kf;
-      out[k - g.k0] += usd * (1.0 - frac);
-      out[k + 1 - g.k0] += usd * frac;
+      out[k - g.k0] += usd * (1.0 - frac) * factor(t, k);
+      out[k + 1 - g.k0] += usd * frac * factor(t, k + 1);
     }
   }
   // The older book: where the exposure book holds the tier, in its proportions.
@@ -466,7 +471,7 @@ void SideBook::generative_map(const PriceGrid& g, const double* u, const double*
     const std::int64_t a = std::max(mk0_[t], g.k0);
     const std::int64_t b = std::min(mk0_[t] + static_cast<std::int64_t>(mlen_[t]), g_hi);
     const double scale = mass / sum;
-    for (std::int64_t k = a; k < b; ++k) out[k - g.k0] += scale * m[k - mk0_[t]];
+    for (std::int64_t k = a; k < b; ++k) out[k - g.k0] += scale * m[k - mk0_[t]] * factor(t, k);
   }
 }
 

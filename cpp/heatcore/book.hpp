@@ -107,7 +107,11 @@ class SideBook {
   // mixed by `cross`, the cross-margined share), plus its older book pre[t]
   // (hours of unit openings, placed like the tier's exposure M_t). Sums to
   // sum_t u_t N_t, the open interest the learner fits. O(tiers * window).
-  void generative_map(const PriceGrid& g, const double* u, const double* pre, double cross, double* out) const;
+  // `survive` (optional, tiers rows of `survive_n` bins from bin `survive_k0`)
+  // scales tier t's mass at a bin; bins outside that range are not scaled.
+  void generative_map(const PriceGrid& g, const double* u, const double* pre, double cross, double* out,
+                      const double* survive = nullptr, std::int64_t survive_k0 = 0,
+                      std::int64_t survive_n = 0) const;
   // The openings book's exact state (persist, section LLRN; defined in serialize.cpp).
   void save_openings(serial::Writer& w, const PriceGrid& g) const;
   void load_openings(serial::Reader& r, const PriceGrid& g);

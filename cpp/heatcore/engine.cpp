@@ -531,7 +531,7 @@ void Engine::forecast_refresh(std::int64_t ts) {
   fc_.refresh(ts, grid_, [this](std::size_t v, int s) { return forecast_map(v, s); });
 }
 
-const double* Engine::forecast_map(std::size_t slot, int si) const {
+const double* Engine::forecast_map(std::size_t slot, int si, bool survive) const {
   const SideBook& book = venues_[slot].book[si];
   if (!cfg_.forecast.generative_map || !cfg_.learn || !cfg_.learn_mix || !learn_[slot]) return book.map().data();
   const LeverageLearner& learner = learners_[slot * 2 + static_cast<std::size_t>(si)];
@@ -539,8 +539,50 @@ const double* Engine::forecast_map(std::size_t slot, int si) const {
   if (!(std::accumulate(u.begin(), u.end(), 0.0) > 0.0)) return book.map().data();
   const auto n = static_cast<std::size_t>(grid_.n);
   if (fmap_scratch_.size() < n) fmap_scratch_.resize(n);
-  book.generative_map(grid_, u.data(), learner.older_book().data(), learner.cross_share(), fmap_scratch_.data());
+  const bool scaled = survive && survive_n_ > 0;
+  book.generative_map(grid_, u.data(), learner.older_book().data(), learner.cross_share(), fmap_scratch_.data(),
+                      scaled ? survive_scratch_.data() : nullptr, survive_k0_, scaled ? survive_n_ : 0);
   return fmap_scratch_.data();
+}
+
+void Engine::fill_survival(double horizon_s, std::int64_t k_lo, std::int64_t n) const {
+  // A position closes at its tier's hazard 1 / L_t (the learner's lifetimes): of
+  // the exposure at x, the share still open when price first reaches x within h
+  // is E[exp(-tau_x / L_t); tau_x <= h] / P(tau_x <= h), tau_x the first-passage
+  // time, whose law is the forecast's reach: P(tau_x <= s) = reach(x, s).
+  // Integrated on kSteps times s_j = h (j / kSteps)^2 (denser near 0).
+  constexpr int kSteps = 8;
+  survive_n_ = 0;
+  const double p0 = fc_.anchor_price();
+  if (!cfg_.forecast.closing_hazard || !(horizon_s > 0.0) || !(p0 > 0.0) || n <= 0 || learners_.empty()) return;
+  const auto& life = learners_.front().lifetimes_h();  // one config for every venue
+  const std::size_t nt = life.size();
+  // Cover the window and any map shift (the map is read at k - shift).
+  survive_k0_ = k_lo - Forecaster::kShiftHalf - 1;
+  survive_n_ = n + 2 * (Forecaster::kShiftHalf + 1);
+  const auto m = static_cast<std::size_t>(survive_n_);
+  if (survive_scratch_.size() < nt * m) survive_scratch_.resize(nt * m);
+  std::array<double, kSteps> w_reach{}, s_mid{};
+  for (std::int64_t i = 0; i < survive_n_; ++i) {
+    const std::int64_t k = survive_k0_ + i;
+    const double ld = k > 0 ? std::log(static_cast<double>(k) * grid_.step / p0) : 0.0;
+    double prev = 0.0, prev_s = 0.0;
+    for (int j = 0; j < kSteps; ++j) {
+      const double f = static_cast<double>(j + 1) / kSteps;
+      const double sj = horizon_s * f * f;
+      const double r = k > 0 ? fc_.reach(ld, sj) : 0.0;
+      w_reach[static_cast<std::size_t>(j)] = std::max(0.0, r - prev);
+      s_mid[static_cast<std::size_t>(j)] = 0.5 * (prev_s + sj);
+      prev = std::max(prev, r);
+      prev_s = sj;
+    }
+    for (std::size_t t = 0; t < nt; ++t) {
+      double alive = 0.0;
+      for (int j = 0; j < kSteps; ++j)
+        alive += w_reach[static_cast<std::size_t>(j)] * std::exp(-s_mid[static_cast<std::size_t>(j)] / (3600.0 * life[t]));
+      survive_scratch_[t * m + static_cast<std::size_t>(i)] = prev > 0.0 ? alive / prev : 1.0;
+    }
+  }
 }
 
 void Engine::configure_forecast(const ForecastConfig& c) {
@@ -553,7 +595,8 @@ void Engine::configure_forecast(const ForecastConfig& c) {
 void Engine::forecast(int slot, double horizon_s, std::int64_t k_lo, std::int64_t n, double* long_out,
                       double* short_out, double* reach_out) const {
   if (slot >= static_cast<int>(venues_.size())) throw std::out_of_range("venue slot out of range");
-  fc_.fill(grid_, [this](std::size_t v, int s) { return forecast_map(v, s); }, slot,
+  fill_survival(horizon_s, k_lo, n);
+  fc_.fill(grid_, [this](std::size_t v, int s) { return forecast_map(v, s, true); }, slot,
            horizon_s, k_lo, n, long_out, short_out, reach_out);
 }
 // [forecast] end

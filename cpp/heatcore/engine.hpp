@@ -201,8 +201,12 @@ class Engine {
   void forecast_refresh(std::int64_t ts);
   // The map the forecast reads for a venue side: the book's map, or where the
   // Leverage Learner has fitted the venue, the open book its model generates
-  // (written into fmap_scratch_, valid until the next call).
-  const double* forecast_map(std::size_t slot, int si) const;
+  // (written into fmap_scratch_, valid until the next call), each tier scaled
+  // by survive_scratch_ when `survive` is set (see forecast()).
+  const double* forecast_map(std::size_t slot, int si, bool survive = false) const;
+  // survive_scratch_[t][k - survive_k0_]: the share of tier t's exposure at bin k
+  // that is still open when price first gets there within `horizon_s`.
+  void fill_survival(double horizon_s, std::int64_t k_lo, std::int64_t n) const;
   // [forecast] end
 
   EngineConfig cfg_;
@@ -227,6 +231,8 @@ class Engine {
   std::vector<std::uint64_t> recent_;
   Forecaster fc_;  // [forecast]
   mutable std::vector<double> fmap_scratch_;  // [forecast] grows with the grid
+  mutable std::vector<double> survive_scratch_;  // [forecast] tiers x survive_n_, grows with the window
+  mutable std::int64_t survive_k0_ = 0, survive_n_ = 0;
   // ---- cascade ----
   void cascade_on_price(std::size_t slot, std::int64_t ts, double price);
   void cascade_on_liquidation(Side side, double price, double notional, std::int64_t ts, bool learn);

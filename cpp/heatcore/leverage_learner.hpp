@@ -142,6 +142,7 @@ class LeverageLearner {
   const std::vector<double>& opening_rates() const noexcept { return u_; }
   const std::vector<double>& older_book() const noexcept { return pre_; }
   double cross_share() const noexcept { return cross_; }
+  const std::vector<double>& lifetimes_h() const noexcept { return life_h_; }  // per tier, hours
 
   struct Diagnostics {
     std::uint64_t n_events = 0;      // liquidations seen while learning

@@ -1305,11 +1305,12 @@ void Engine::save_learner_sections(Writer& w) const {
     cascade_.save(w);
   }
   {
-    // horizon forecast: config, then state; 1.1 appends ForecastConfig::generative_map
+    // horizon forecast: config, then state; 1.1 appends ForecastConfig::generative_map, closing_hazard
     auto s = w.section(kFcst, 1, 1, false);
     write_forecast_config(w, cfg_.forecast);
     fc_.save(w);
     w.boolean(cfg_.forecast.generative_map);
+    w.boolean(cfg_.forecast.closing_hazard);
   }
   if (!cfg_.learn_mix) {
     auto s = w.section(kLmix, 1, 0, true);
@@ -1367,6 +1368,7 @@ bool Engine::load_learner_section(const SectionHeader& h, Reader& body, bool con
     // Before 1.1 the forecast read the exposure book's map for every venue: an
     // older snapshot keeps that behaviour.
     c.generative_map = h.minor >= 1 ? body.boolean() : false;
+    c.closing_hazard = h.minor >= 1 ? body.boolean() : false;
     if (config_only) f = Forecaster(c, venues_.size());
     fc_ = std::move(f);  // config and state together, once all read
     cfg_.forecast = c;

@@ -178,6 +178,7 @@ class ForecastConfig:
     liq_anchor_after_s: float
     learn: bool
     generative_map: bool
+    closing_hazard: bool
     def __init__(self) -> None: ...
 
 def engine_configure_forecast(engine: Engine, config: ForecastConfig) -> None: ...
