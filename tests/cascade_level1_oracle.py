@@ -171,8 +171,7 @@ def learned_scale(d: dict[str, np.ndarray], loss: str = "log") -> tuple[np.ndarr
     Returns (candidate, issued, largest gate z seen)."""
     t, y, u = d["t"], d["y"], d["u"]
     order = np.argsort(t, kind="stable")
-    t, y, u = t[order], y[order], u[order]
-    raw = np.minimum(1.0, np.vectorize(math.erfc)(u))
+    t, y, u, raw = t[order], y[order], u[order], d["raw"][order]
     grid = [_scaled(u, math.exp(ls)) for ls in LOG_SCALES]
     rate = 1.0 - 2.0 ** (-1.0 / CALIB_HALF_LIFE)
     cand, issued = raw.copy(), raw.copy()
