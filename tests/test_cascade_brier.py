@@ -81,14 +81,20 @@ def test_level_1_is_not_made_worse_by_recalibration(report):
     assert rep.learned[0] <= rep.static[0] + 2e-4, (rep.learned[0], rep.static[0])
 
 
-@pytest.mark.xfail(strict=True, reason="measured (72 h): level 1 learned = learning-off on every seed (0.0457, "
-                   "0.0361, 0.0757, 0.0708 for seeds 1-4): the raw level-1 forecast (the volatility reach "
+@pytest.mark.xfail(strict=True, reason="measured (72 h): level 1 learned = learning-off on every seed (0.0459, "
+                   "0.0359, 0.0760, 0.0650 for seeds 1-4): the raw level-1 forecast (the volatility reach "
                    "probability, the same with learning on or off) is already calibrated on the simulator and "
-                   "the significance gate keeps it. Issue-time features do not help either "
-                   "(tests/cascade_level1_oracle.py; raw 0.0588/0.0421/0.0547/0.0623 over all occasions): "
+                   "the significance gate keeps it. Nothing learnable beats it significantly "
+                   "(tests/cascade_level1_oracle.py; raw 0.0581/0.0416/0.0546/0.0607 over all occasions): "
                    "online recalibration with 5-min momentum and 15-min liquidation burst "
-                   "0.0620/0.0426/0.0597/0.0642 (worse), eleven features fitted on the other half of the run "
-                   "0.0598/0.0415/0.0659/0.0632, the true price and variance 0.0585/0.0410/0.0549/0.0605")
+                   "0.0612/0.0419/0.0597/0.0613 (worse), eleven features fitted on the other half of the run "
+                   "0.0590/0.0407/0.0668/0.0629; a learned volatility scale (ML, online) 0.0611/0.0426/0.0599/"
+                   "0.0622 ungated, its gate z never above 0.85 (so issued = raw; on synthetic occasions a 30 % "
+                   "volatility error stays under the gate in 72 h); the best fixed scale with lookahead "
+                   "(0.92/1.20/0.90/0.88) 0.0578/0.0402/0.0540/0.0597 at paired z 0.23/0.57/0.31/0.45; the "
+                   "true variance 0.0586/0.0410/0.0548/0.0606 and the simulator's true excursion law "
+                   "0.0582/0.0418/0.0541/0.0600 are worse than raw on two seeds each; excursion laws learned "
+                   "online 0.0585/0.0417/0.0546/0.0605 or by the horizon forecast 0.0594/0.0412/0.0550/0.0606")
 def test_learned_beats_learning_off_at_level_1(report):
     rep, _ = report
     assert rep.learned[0] < rep.static[0]

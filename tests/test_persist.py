@@ -739,7 +739,8 @@ def _casc_1_1_tail_bytes(eng: hc.Engine) -> int:
     resolved forecasts, the candidates (3 x 10 f64) of every pending forecast
     slot. 1.2: the chain impact law (tick i64, f64, bool; per side 3 f64 + i64;
     two grids of 121 f64; 3 f64). 1.3: per side the tick's first-liquidation
-    offset (i64) and the waiting interval's admission (bool)."""
+    offset (i64) and the waiting interval's admission (bool). 1.4: the volatility
+    sums' clock (i64)."""
     import math
 
     cfg, st = eng.cascade_config(), eng.cascade_state()
@@ -749,7 +750,8 @@ def _casc_1_1_tail_bytes(eng: hc.Engine) -> int:
     v1_1 = 16 + int(np.sum(13 * 8 + 2 * 8 * stored)) + slots * 3 * 10 * 8
     v1_2 = 8 + 8 + 1 + 2 * 32 + 2 * 121 * 8 + 3 * 8
     v1_3 = 2 * (8 + 1)
-    return v1_1 + v1_2 + v1_3
+    v1_4 = 8
+    return v1_1 + v1_2 + v1_3 + v1_4
 
 
 def test_cascade_1_0_section_still_loads(tmp_path: Path, sim_run) -> None:
@@ -766,7 +768,7 @@ def test_cascade_1_0_section_still_loads(tmp_path: Path, sim_run) -> None:
     def as_1_0(secs):
         return [(t, x, 0, g, p[:-tail]) if t == b"CASC" else (t, x, y, g, p) for t, x, y, g, p in secs]
 
-    assert [y for t, _, y, _, _ in _core_sections(_split(data)[1][1][4]) if t == b"CASC"] == [3]
+    assert [y for t, _, y, _, _ in _core_sections(_split(data)[1][1][4]) if t == b"CASC"] == [4]
     b = hc.Engine.__new__(hc.Engine)
     b.__setstate__(_with_core(data, as_1_0))
     sb = b.cascade_state()
@@ -781,7 +783,7 @@ def test_cascade_1_0_section_still_loads(tmp_path: Path, sim_run) -> None:
     b.ingest(sim_run.events[-10:])  # and it runs on
 
     def as_1_1(secs):
-        cut = 8 + 8 + 1 + 2 * 32 + 2 * 121 * 8 + 3 * 8 + 2 * (8 + 1)
+        cut = 8 + 8 + 1 + 2 * 32 + 2 * 121 * 8 + 3 * 8 + 2 * (8 + 1) + 8
         return [(t, x, 1, g, p[:-cut]) if t == b"CASC" else (t, x, y, g, p) for t, x, y, g, p in secs]
 
     d = hc.Engine.__new__(hc.Engine)
@@ -794,13 +796,24 @@ def test_cascade_1_0_section_still_loads(tmp_path: Path, sim_run) -> None:
         np.testing.assert_array_equal(d.cascade(side), a.cascade(side))
 
     def as_1_2(secs):
-        return [(t, x, 2, g, p[:-2 * (8 + 1)]) if t == b"CASC" else (t, x, y, g, p) for t, x, y, g, p in secs]
+        return [(t, x, 2, g, p[:-2 * (8 + 1) - 8]) if t == b"CASC" else (t, x, y, g, p) for t, x, y, g, p in secs]
 
     e12 = hc.Engine.__new__(hc.Engine)
     e12.__setstate__(_with_core(data, as_1_2))
     s12 = e12.cascade_state()
     for key in ("chain_exponent", "chain_scale", "n_chain_impact", "brier_raw"):
         np.testing.assert_array_equal(s12[key], st[key], err_msg=key)
+
+    def as_1_3(secs):  # 1.3: no volatility clock (it restarts at the latest venue mark)
+        return [(t, x, 3, g, p[:-8]) if t == b"CASC" else (t, x, y, g, p) for t, x, y, g, p in secs]
+
+    e13 = hc.Engine.__new__(hc.Engine)
+    e13.__setstate__(_with_core(data, as_1_3))
+    assert e13.__getstate__() == data
+    e13.ingest(sim_run.events[-10:])
+    a.ingest(sim_run.events[-10:])
+    for side in ("long", "short"):
+        np.testing.assert_array_equal(e13.cascade(side), a.cascade(side))
 
     def cut_short(secs):
         return [(t, x, y, g, p[:-tail // 2]) if t == b"CASC" else (t, x, y, g, p) for t, x, y, g, p in secs]

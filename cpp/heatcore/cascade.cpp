@@ -484,7 +484,12 @@ void CascadeModel::on_price(std::size_t slot, std::int64_t ts, double price, boo
     if (lp.price > 0.0 && ts >= lp.ts) {
       const double r = std::log(price / lp.price);
       const double dt = static_cast<double>(ts - lp.ts) / 1000.0;
-      const double keep = std::exp2(-dt / cfg_.vol_half_life_s);
+      // The sums forget with the time elapsed since their last update (every
+      // venue's returns feed them: decaying by each venue's own interval forgot
+      // `venues` times too fast before CASC 1.4).
+      const double elapsed = vol_ts_ > 0 && ts > vol_ts_ ? static_cast<double>(ts - vol_ts_) / 1000.0 : 0.0;
+      const double keep = std::exp2(-elapsed / cfg_.vol_half_life_s);
+      vol_ts_ = std::max(vol_ts_, ts);
       vol_r2_ = vol_r2_ * keep + r * r;
       vol_dt_ = vol_dt_ * keep + dt;
     }

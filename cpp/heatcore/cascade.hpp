@@ -82,7 +82,7 @@ struct CascadeConfig {
   // overlap (a new one every record_every_s, each open for horizon_s), so
   // consecutive outcomes are strongly correlated.
   double calibration_half_life = 2000.0;
-  double vol_half_life_s = 6.0 * 3600.0; // forgetting of the volatility estimate, in seconds
+  double vol_half_life_s = 6.0 * 3600.0; // forgetting of the volatility estimate, in seconds (of time, not per venue)
   // Significant cluster: a local peak of the map smoothed over +-smooth_frac of
   // price, whose smoothed USD is at least min_share of the side's total within
   // max_distance of price.
@@ -330,6 +330,7 @@ class CascadeModel {
   std::array<double, kImpactGrid> imp_ff_{}, imp_fr_{};
   double imp_rr_ = 0.0, imp_n_ = 0.0, imp_count_ = 0.0;
   double vol_r2_ = 0.0, vol_dt_ = 0.0;                // discounted sums of r^2 and seconds
+  std::int64_t vol_ts_ = 0;                           // CASC 1.4: last update of the vol sums (0: none)
 };
 
 }  // namespace heatcore

@@ -803,6 +803,8 @@ void CascadeModel::save(Writer& w) const {
     w.i64(first_off_[k]);
     w.boolean(iv_ok_[k]);
   }
+  // ---- 1.4: the volatility sums' clock.
+  w.i64(vol_ts_);
 }
 
 void CascadeModel::load(Reader& r, int minor) {
@@ -911,6 +913,13 @@ void CascadeModel::load(Reader& r, int minor) {
     }
   } else if (minor == 2) {
     m.iv_ok_ = {true, true};  // 1.2 admitted every tick
+  }
+  if (minor >= 4) {
+    m.vol_ts_ = r.i64();
+    if (m.vol_ts_ < 0) r.fail("volatility time out of range");
+  } else {
+    // Before 1.4 the sums had no clock: they forget from the latest venue mark on.
+    for (const VenuePrice& v : m.last_) m.vol_ts_ = std::max(m.vol_ts_, v.ts);
   }
   *this = std::move(m);
 }
@@ -1300,7 +1309,7 @@ void Engine::save_learner_sections(Writer& w) const {
     calib_.save(w);
   }
   {
-    auto s = w.section(kCasc, 1, 3, false);  // cascade: config, then learned state (1.1: recalibration, 1.2-1.3: impact law)
+    auto s = w.section(kCasc, 1, 4, false);  // cascade: config, then learned state (1.1: recalibration, 1.2-1.3: impact law, 1.4: vol clock)
     write_cascade_config(w, cfg_.cascade);
     cascade_.save(w);
   }

@@ -404,7 +404,7 @@ void test_calibrator() {
 // The Cascade Learner on its own: the chain impact law is recovered exactly from
 // noiseless ticks; the recalibration issues the raw walk until its record says
 // otherwise; the model's state round-trips bit for bit and a 1.0
-// reader of the same bytes keeps the learned walk (CASC 1.3).
+// reader of the same bytes keeps the learned walk (CASC 1.4).
 void test_cascade() {
   hc::CascadeConfig cfg;
   hc::CascadeModel m(cfg, 2);
@@ -443,10 +443,16 @@ void test_cascade() {
   const auto bytes = w.take();
   hc::CascadeModel back(cfg, 2);
   serial::Reader r(bytes.data(), bytes.size());
-  back.load(r, 3);
+  back.load(r, 4);
   serial::Writer w2;
   back.save(w2);
   CHECK(w2.buffer() == bytes);
+  hc::CascadeModel v13(cfg, 2);  // the bytes without 1.4's vol clock read as 1.3: same state
+  serial::Reader r13(bytes.data(), bytes.size() - 8);
+  v13.load(r13, 3);
+  serial::Writer w13;
+  v13.save(w13);
+  CHECK(w13.buffer() == bytes);  // the clock restarts at the latest venue mark: here the same time
   hc::CascadeModel old(cfg, 2);  // the same bytes read as a 1.0 section: no law, no records
   serial::Reader r0(bytes.data(), bytes.size());
   old.load(r0, 0);
@@ -461,6 +467,33 @@ void test_cascade() {
     refused = true;
   }
   CHECK(refused && cut.chains_total() == 0);
+}
+
+// The volatility forgets on the configured half-life in seconds whatever the
+// number of venues feeding it (CASC 1.4; before, each venue's return decayed
+// the shared sums by its own interval: `venues` times too fast).
+void test_cascade_vol_clock() {
+  hc::CascadeConfig cfg;
+  const double var = cfg.prior_vol_annual * cfg.prior_vol_annual / (365.0 * 86400.0);
+  const double a = std::sqrt(var * 5.0);
+  auto run = [&](std::size_t venues) {
+    hc::CascadeModel m(cfg, venues);
+    std::int64_t t = 1'700'000'000'000;
+    double lp = std::log(50'000.0);
+    for (int i = 0; i < 24 * 720; ++i, t += 5000) {  // 24 h of returns +-a every 5 s
+      lp += i % 2 == 0 ? a : -a;
+      for (std::size_t v = 0; v < venues; ++v) m.on_price(v, t, std::exp(lp), false);
+    }
+    const double busy = m.vol_per_sqrt_s();
+    for (int i = 0; i < static_cast<int>(cfg.vol_half_life_s / 5.0); ++i, t += 5000)  // one half-life flat
+      for (std::size_t v = 0; v < venues; ++v) m.on_price(v, t, std::exp(lp), false);
+    return std::pair<double, double>{busy, m.vol_per_sqrt_s()};
+  };
+  const auto one = run(1), eight = run(8);
+  CHECK(std::abs(one.first / std::sqrt(var) - 1.0) < 0.02 && std::abs(eight.first / std::sqrt(var) - 1.0) < 0.02);
+  // After one flat half-life: r^2 halved, seconds kept (the prior's hour weighs less with 8 venues).
+  CHECK(std::abs(one.second / eight.second - 1.0) < 0.06);
+  CHECK(eight.second > 0.6 * std::sqrt(var));
 }
 
 }  // namespace
@@ -513,6 +546,7 @@ int main() {
   test_calibrator();
   test_cascade();
   test_generative_map();
+  test_cascade_vol_clock();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }
