@@ -7,8 +7,8 @@
 namespace heatcore {
 
 namespace {
-constexpr std::int64_t kEmptyLo = std::numeric_limits<std::int64_t>::max() / 4;
-constexpr std::int64_t kEmptyHi = std::numeric_limits<std::int64_t>::min() / 4;
+constexpr std::int64_t kEmptyLo = SideBook::kEmptyLo;
+constexpr std::int64_t kEmptyHi = SideBook::kEmptyHi;
 
 // Level bin of entry bin e under ratio r (the lower of the two bins it is split over).
 inline std::int64_t level_bin(std::int64_t e, double r) noexcept {
@@ -28,10 +28,10 @@ SideBook::SideBook(Side side, std::vector<double> ratios, std::vector<double> we
   mlen_.assign(t, 0);
   rmin_ = *std::min_element(ratio_.begin(), ratio_.end());
   rmax_ = *std::max_element(ratio_.begin(), ratio_.end());
-  otot_.assign(2 * t, 0.0);
-  oconsumed_usd_.assign(2 * t, 0.0);
-  olo_.assign(2 * t, kEmptyLo);
-  ohi_.assign(2 * t, kEmptyHi);
+  otot_.assign(4 * t, 0.0);
+  oconsumed_usd_.assign(4 * t, 0.0);
+  olo_.assign(4 * t, kEmptyLo);
+  ohi_.assign(4 * t, kEmptyHi);
   set_cross_distance(1.0);
 }
 
@@ -385,12 +385,15 @@ std::size_t SideBook::memory_bytes() const noexcept {
 void SideBook::set_cross_distance(double distance) {
   cross_distance_ = distance;
   const std::size_t t_count = tiers();
-  oratio_.resize(2 * t_count);
+  oratio_.resize(4 * t_count);
   for (std::size_t t = 0; t < t_count; ++t) {
     oratio_[t] = ratio_[t];
     // The distance from entry to the level, stretched; a long cannot die below 1 % of entry.
     const double d = (ratio_[t] - 1.0) * distance;
     oratio_[t_count + t] = std::max(0.01, 1.0 + d);
+    // The recency-weighted rows sit where the all-vintage rows do.
+    oratio_[2 * t_count + t] = oratio_[t];
+    oratio_[3 * t_count + t] = oratio_[t_count + t];
   }
 }
 
@@ -404,11 +407,38 @@ void SideBook::add_openings(const PriceGrid& /*g*/, std::int64_t e, double qty) 
   }
 }
 
-void SideBook::age_openings(const PriceGrid& /*g*/, const double* factor_per_tier) {
+void SideBook::seed_openings(const PriceGrid& g, std::int64_t e_lo, std::int64_t e_hi, std::int64_t e_now,
+                             double seen_lo, double seen_hi, const double* qty_per_tier) {
+  // The same survival rule as the engine's seeded exposure book: entries spread
+  // uniformly over [e_lo, e_hi], keeping only levels that no price seen has crossed.
+  const bool is_long = side_ == Side::long_;
+  const std::size_t rows = 2 * tiers();   // all-vintage rows only
+  for (std::size_t t = 0; t < rows; ++t) {
+    const double q_all = qty_per_tier[t % tiers()];
+    if (!(q_all > 0.0)) continue;
+    const double r = oratio_[t];
+    std::int64_t first = e_lo, last = e_hi;
+    if (is_long) last = std::min(last, static_cast<std::int64_t>(std::ceil(seen_lo / (r * g.step))) - 1);
+    else first = std::max(first, static_cast<std::int64_t>(std::floor(seen_hi / (r * g.step))) + 1);
+    if (last < first) first = last = e_now;
+    cover_openings(first);
+    cover_openings(last);
+    const double q = q_all / static_cast<double>(last - first + 1);
+    double* row = orow(t);
+    for (std::int64_t e = first; e <= last; ++e) row[e - ok0_] += q;
+    otot_[t] += q_all;
+    olo_[t] = std::min(olo_[t], first);
+    ohi_[t] = std::max(ohi_[t], last);
+  }
+}
+
+void SideBook::age_openings(const PriceGrid& /*g*/, const double* factor_per_tier, double recent_factor) {
+  const std::size_t nt = tiers();
   for (std::size_t t = 0; t < oratio_.size(); ++t) {
     if (olo_[t] > ohi_[t]) continue;
     double* row = orow(t);
-    const double factor = factor_per_tier[t % tiers()];
+    const double factor = factor_per_tier[t % nt] * (t >= 2 * nt ? recent_factor : 1.0);
+    if (factor == 1.0) continue;
     for (std::int64_t e = olo_[t]; e <= ohi_[t]; ++e) row[e - ok0_] *= factor;
     otot_[t] *= factor;
   }
@@ -416,6 +446,7 @@ void SideBook::age_openings(const PriceGrid& /*g*/, const double* factor_per_tie
 
 void SideBook::openings_near(const PriceGrid& /*g*/, double x_lo, double x_hi, const double* scale,
                              double* out) const {
+  // out: 4 * tiers() values, the all-vintage rows then the recency-weighted ones.
   for (std::size_t t = 0; t < oratio_.size(); ++t) {
     out[t] = 0.0;
     if (olo_[t] > ohi_[t]) continue;
