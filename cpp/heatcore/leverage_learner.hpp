@@ -118,7 +118,8 @@ class LeverageLearner {
   std::size_t tiers() const noexcept { return prior_.size(); }
 
   // At an OI reading: the factors by which the openings book's tiers age since
-  // the last reading (`age`, one per tier; null when nothing ages), the extra
+  // its last aging (`age`, one per tier; null when it is not due: at most every
+  // 5 minutes), the extra
   // factor of the recency-weighted rows (`recent`), the base quantity of
   // unit-rate openings to add at `price`, and at the first reading the base
   // quantity per tier of the book that predates it (`seed`, else null), to be
@@ -211,6 +212,7 @@ class LeverageLearner {
   // (hours of unit openings per tier, aged by the closing hazard and crossing).
   double oi_usd_ = 0.0;
   std::int64_t last_oi_ts_ = 0;
+  std::int64_t last_age_ts_ = 0;         // the openings book's last aging (LLRN minor 1)
   bool oi_seen_ = false;
   std::vector<double> pre_;
   std::vector<double> life_h_, age_;     // per tier: mean lifetime (hours), last aging factor

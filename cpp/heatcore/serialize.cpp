@@ -1234,6 +1234,7 @@ void LeverageLearner::save_v1(Writer& w) const {
   w.f64s(snap_all_);
   w.f64s(x_all_);
   w.f64s(b_r_);
+  w.i64(last_age_ts_);
 }
 
 void LeverageLearner::load_v1(Reader& r) {
@@ -1243,6 +1244,8 @@ void LeverageLearner::load_v1(Reader& r) {
   read_same(r, m.b_r_, "b_r");
   for (const auto* v : {&m.snap_all_, &m.x_all_, &m.b_r_})
     if (!finite_all(*v)) r.fail("non-finite learner vintage state");
+  m.last_age_ts_ = r.i64();
+  if (!ts_ok(m.last_age_ts_)) r.fail("learner timestamp out of range");
   *this = std::move(m);
 }
 
@@ -1253,6 +1256,7 @@ void LeverageLearner::upgrade_v0() noexcept {
   snap_all_ = snap_c_;
   x_all_ = x_usd_;
   b_r_ = b_e_;
+  last_age_ts_ = last_oi_ts_;   // 1.0 aged the book at every reading
 }
 
 void SideBook::save_openings(Writer& w, const PriceGrid& g) const {
