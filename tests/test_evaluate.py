@@ -144,8 +144,8 @@ def test_learned_beats_near_on_loglik(report: hc.EvaluationReport) -> None:
     assert d["loglik_static"] > d["loglik_near"]
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet: 4 venues, 24 h, seed 1: learned -2.787 vs static -2.701 "
-                   "nats/event, lost on bybit (-2.36 vs -2.20). The simulator's true mix fixed as map weights "
+@pytest.mark.xfail(strict=True, reason="not met yet: 4 venues, 24 h, seed 1: learned -2.763 vs static -2.701 "
+                   "nats/event, lost on bybit (-2.33 vs -2.20). The simulator's true mix fixed as map weights "
                    "(tests/eval_oracle.py) scores -2.760: below static on 4 of 5 seeds, so the gap is in the "
                    "map mechanics, not the learner (issue 7 closing note)")
 def test_learned_beats_static_on_loglik(report: hc.EvaluationReport) -> None:

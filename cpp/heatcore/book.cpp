@@ -258,25 +258,26 @@ double SideBook::consume(const PriceGrid& g, double price) {
       tot_[t] = 0.0;  // drop rounding residue once the tier is empty
     }
   }
-  // The openings book is crossed under the same rule (its own entry range).
-  for (std::size_t t = 0; t < oratio_.size(); ++t) {
-    if (olo_[t] > ohi_[t]) continue;
-    double* orw = orow(t);
-    const double r = oratio_[t];
+  // The openings book is crossed under the same rule (its own entry range). A
+  // recency-weighted row shares its all-vintage row's ratio and lies inside its
+  // range: it is crossed with it, and only if that one is.
+  const std::size_t all_rows = oratio_.size() / 2;
+  auto cross_row = [&](std::size_t t, double kc_f) {
+    if (olo_[t] > ohi_[t]) return;
     std::int64_t first, last;
     if (side_ == Side::long_) {
-      const double kc_f = std::ceil(u / r);
-      if (kc_f > static_cast<double>(ohi_[t])) continue;
+      if (kc_f > static_cast<double>(ohi_[t])) return;
       first = std::max(static_cast<std::int64_t>(kc_f), olo_[t]);
       last = ohi_[t];
       ohi_[t] = first - 1;
     } else {
-      const double kc_f = std::floor(u / r);
-      if (kc_f < static_cast<double>(olo_[t])) continue;
+      if (kc_f < static_cast<double>(olo_[t])) return;
       first = olo_[t];
       last = std::min(static_cast<std::int64_t>(kc_f), ohi_[t]);
       olo_[t] = last + 1;
     }
+    double* orw = orow(t);
+    const double r = oratio_[t];
     for (std::int64_t e = first; e <= last; ++e) {
       double& q = orw[e - ok0_];
       if (q == 0.0) continue;
@@ -289,6 +290,13 @@ double SideBook::consume(const PriceGrid& g, double price) {
       ohi_[t] = kEmptyHi;
       otot_[t] = 0.0;
     }
+  };
+  for (std::size_t t = 0; t < all_rows; ++t) {
+    if (olo_[t] > ohi_[t]) continue;
+    const double kc_f = side_ == Side::long_ ? std::ceil(u / oratio_[t]) : std::floor(u / oratio_[t]);
+    if (side_ == Side::long_ ? kc_f > static_cast<double>(ohi_[t]) : kc_f < static_cast<double>(olo_[t])) continue;
+    cross_row(t, kc_f);
+    cross_row(all_rows + t, kc_f);
   }
   expected_usd_ += expected;
   return expected;
@@ -446,17 +454,23 @@ void SideBook::age_openings(const PriceGrid& /*g*/, const double* factor_per_tie
 
 void SideBook::openings_near(const PriceGrid& /*g*/, double x_lo, double x_hi, const double* scale,
                              double* out) const {
-  // out: 4 * tiers() values, the all-vintage rows then the recency-weighted ones.
-  for (std::size_t t = 0; t < oratio_.size(); ++t) {
-    out[t] = 0.0;
+  // out: 4 * tiers() values, the all-vintage rows then the recency-weighted ones
+  // (which share their all-vintage row's ratio and lie inside its range).
+  const std::size_t all_rows = oratio_.size() / 2;
+  for (std::size_t t = 0; t < all_rows; ++t) {
+    out[t] = out[all_rows + t] = 0.0;
     if (olo_[t] > ohi_[t]) continue;
     const double r = oratio_[t] / scale[t % tiers()];
-    const auto e_lo = std::max(static_cast<std::int64_t>(std::ceil(x_lo / r)), olo_[t]);
-    const auto e_hi = std::min(static_cast<std::int64_t>(std::floor(x_hi / r)), ohi_[t]);
-    const double* row = orow(t);
-    double sum = 0.0;
-    for (std::int64_t e = e_lo; e <= e_hi; ++e) sum += row[e - ok0_];
-    out[t] = sum;
+    const auto k_lo = static_cast<std::int64_t>(std::ceil(x_lo / r));
+    const auto k_hi = static_cast<std::int64_t>(std::floor(x_hi / r));
+    for (const std::size_t row : {t, all_rows + t}) {
+      const auto e_lo = std::max(k_lo, olo_[row]);
+      const auto e_hi = std::min(k_hi, ohi_[row]);
+      const double* w = orow(row);
+      double sum = 0.0;
+      for (std::int64_t e = e_lo; e <= e_hi; ++e) sum += w[e - ok0_];
+      out[row] = sum;
+    }
   }
 }
 

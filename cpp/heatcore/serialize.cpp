@@ -1305,8 +1305,8 @@ void SideBook::load_recent_openings(Reader& r) {
       ohi[t] = SideBook::kEmptyHi;
       continue;
     }
-    // Recent openings are a part of the all-vintage book: inside its window.
-    if (olo[t] < ok0_ || ohi[t] >= ok0_ + on_) r.fail("recent openings row outside the openings window");
+    // Recent openings are a part of the all-vintage book: inside its row's range.
+    if (olo[t] < olo_[t] || ohi[t] > ohi_[t]) r.fail("recent openings row outside its all-vintage row");
     const auto len = static_cast<std::size_t>(ohi[t] - olo[t] + 1);
     double* dst = row + (olo[t] - ok0_);
     r.f64_span(dst, len);
