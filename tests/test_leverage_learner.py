@@ -124,7 +124,7 @@ def tv_curve(seed: int, checkpoints: int = 8) -> tuple[np.ndarray, np.ndarray]:
 
 def test_tv_falls_as_events_accumulate() -> None:
     # Mean over seeds (one seed's curve can rise for a while: measured seed 1
-    # 0.16 -> 0.20, seeds 2 and 3 0.38 -> 0.12 and 0.26 -> 0.16; see the README).
+    # 0.07 -> 0.09 -> 0.05, seeds 2 and 3 0.19 -> 0.07 and 0.13 -> 0.04; see the README).
     curve = np.mean([tv_curve(seed)[0] for seed in (1, 2, 3)], axis=0)
     assert curve[-1] < 0.8 * curve[0], curve
     # and it falls for good: the second day ends below every checkpoint of the first half day
@@ -151,10 +151,10 @@ def test_complete_feed_venues_end_below_ten_percent() -> None:
 
 # -- regime change -------------------------------------------------------------
 
-def regime_day_after() -> list[tuple[str, float, float, float]]:
+def regime_day_after(seed: int = 1) -> list[tuple[str, float, float, float]]:
     """(side, share of liquidated notional after the change, learned TV, static TV) a day
     after bybit's opening mix switches at hour 12."""
-    res, ev = market(1, ("bybit", "hyperliquid"), regime=True)
+    res, ev = market(seed, ("bybit", "hyperliquid"), regime=True)
     t_change, venue = res.truth.regime_changes[0][0], res.truth.regime_changes[0][1]
     assert venue == "bybit"
     day_after = t_change + 24 * 3_600_000
@@ -182,12 +182,16 @@ def test_follows_a_regime_change_better_than_static() -> None:
     assert min(learned for _, _, learned, _ in rows) <= 0.20
 
 
-@pytest.mark.xfail(strict=True, reason="measured a day after the change: shorts 0.10 (static "
-                   "0.45), longs 0.32 (static 0.45): the long side over-weights 10-25x")
-def test_follows_a_regime_change_on_every_side() -> None:
-    for side, after, learned, static in regime_day_after():
-        if after >= 0.2:
-            assert learned <= 0.20 and static >= 1.8 * learned, (side, learned, static)
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_follows_a_regime_change_on_every_side(seed: int) -> None:
+    # Measured a day after the change (learned, long / short): seed 1 0.14 / 0.09,
+    # seed 2 0.07 / 0.19, seed 3 0.09 / 0.19, seed 4 0.16 / 0.14; static 0.45
+    # throughout (seeds 5-8, not asserted: at most 0.19). Every side has more than a
+    # fifth of its liquidated notional after the change.
+    rows = [r for r in regime_day_after(seed) if r[1] >= 0.2]
+    assert rows
+    for side, _, learned, static in rows:
+        assert learned <= 0.20 and static >= 1.8 * learned, (side, learned, static)
 
 
 # -- skill, venues, robustness ---------------------------------------------------

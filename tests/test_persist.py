@@ -558,6 +558,63 @@ def _learner_bytes(tiers: int, k: int, b: int) -> int:
     return 16 + 27 * 8 + 8 * arrays + 2 * 8 + 8 * (k + b) + 9 * 8 + 4 * 8 + 2 + 7 * 8 + 7 * 8 + 5 * 8
 
 
+def _llrn_v10_length(payload: bytes, venues: int, tiers: int, k: int, b: int) -> int:
+    """Bytes of an LLRN payload that version 1.0 wrote: the configuration, the
+    venues' cross priors, every learner, then every book's openings rows."""
+    off = (12 * 8 + 8 + 8 + 4 + 8 + 8) + 8 + 16 * venues + 2 * venues * _learner_bytes(tiers, k, b)
+    rows = 2 * tiers
+    for _ in range(2 * venues):
+        off += 16 + 2 * (8 + 8 * rows)                       # distance, map sum, otot, ocons
+        lo = struct.unpack_from(f"<{rows}q", payload, off + 8)
+        hi = struct.unpack_from(f"<{rows}q", payload, off + 16 + 8 * rows)
+        off += 2 * (8 + 8 * rows) + 8 * sum(b - a + 1 for a, b in zip(lo, hi, strict=True) if a <= b)
+    return off
+
+
+def test_learner_section_minor_0_still_loads(sim_run) -> None:
+    """An LLRN 1.0 section (before minor 1 appended the learners' vintage state
+    and the books' recency-weighted openings rows) loads: the 1.0 state comes back
+    as it was, the new views start as the one openings book 1.0 had, learning goes
+    on, and the engine saves as minor 1 again."""
+    ev = sim_run.events
+    eng = hc.Engine(sim_run.symbol, step=sim_run.step, venues=sim_run.venues, learner=_SMALL_RINGS)
+    half = len(ev) // 2
+    eng.ingest(ev[:half])
+    data = eng.__getstate__()
+    tiers = len(eng.leverage_mix(eng.venues[0], "long")[0])
+    k, b = _SMALL_RINGS["crossing_records"], _SMALL_RINGS["buffer_events"]
+
+    def as_minor_0(sections):
+        out = []
+        for t, ma, mi, f, p in sections:
+            if t == b"LLRN":
+                assert (ma, mi) == (1, 1)
+                n = _llrn_v10_length(p, len(eng.venues), tiers, k, b)
+                assert 0 < n < len(p)
+                p, mi = p[:n], 0
+            out.append((t, ma, mi, f, p))
+        return out
+
+    old = hc.Engine._from_snapshot(_with_core(data, as_minor_0))
+    assert _same_learners(old, eng)
+    # Truncated anywhere in the 1.0 part, it is refused as before.
+    with pytest.raises(hc.SnapshotError, match="LLRN"):
+        hc.Engine._from_snapshot(_with_core(data, lambda s: [
+            (t, a, 0, f, p[: _llrn_v10_length(p, len(eng.venues), tiers, k, b) - 8]) if t == b"LLRN"
+            else (t, a, mi, f, p) for t, a, mi, f, p in s]))
+    old.ingest(ev[half:])
+    for v in old.venues:
+        d = old.learner_diagnostics(v)
+        for side in ("long", "short"):
+            w = old.leverage_mix(v, side)[1]
+            assert np.all(np.isfinite(w)) and np.all(w >= 0) and np.isclose(w.sum(), 1.0)
+            assert d[side]["n_events"] >= eng.learner_diagnostics(v)[side]["n_events"]
+    assert sum(old.learner_diagnostics(v)[s]["refreshes"] for v in old.venues for s in ("long", "short")) > \
+        sum(eng.learner_diagnostics(v)[s]["refreshes"] for v in eng.venues for s in ("long", "short"))
+    again = hc.Engine._from_snapshot(old.__getstate__())
+    assert again._core.state_bytes() == old._core.state_bytes()
+
+
 def test_corrupt_learner_section_is_refused(sim_run) -> None:
     """Bad LLRN bytes give SnapshotError (never a crash), however they are bad."""
     eng = hc.Engine(sim_run.symbol, step=sim_run.step, venues=sim_run.venues, learner=_SMALL_RINGS)

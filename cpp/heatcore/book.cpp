@@ -7,8 +7,8 @@
 namespace heatcore {
 
 namespace {
-constexpr std::int64_t kEmptyLo = std::numeric_limits<std::int64_t>::max() / 4;
-constexpr std::int64_t kEmptyHi = std::numeric_limits<std::int64_t>::min() / 4;
+constexpr std::int64_t kEmptyLo = SideBook::kEmptyLo;
+constexpr std::int64_t kEmptyHi = SideBook::kEmptyHi;
 
 // Level bin of entry bin e under ratio r (the lower of the two bins it is split over).
 inline std::int64_t level_bin(std::int64_t e, double r) noexcept {
@@ -28,10 +28,10 @@ SideBook::SideBook(Side side, std::vector<double> ratios, std::vector<double> we
   mlen_.assign(t, 0);
   rmin_ = *std::min_element(ratio_.begin(), ratio_.end());
   rmax_ = *std::max_element(ratio_.begin(), ratio_.end());
-  otot_.assign(2 * t, 0.0);
-  oconsumed_usd_.assign(2 * t, 0.0);
-  olo_.assign(2 * t, kEmptyLo);
-  ohi_.assign(2 * t, kEmptyHi);
+  otot_.assign(4 * t, 0.0);
+  oconsumed_usd_.assign(4 * t, 0.0);
+  olo_.assign(4 * t, kEmptyLo);
+  ohi_.assign(4 * t, kEmptyHi);
   set_cross_distance(1.0);
 }
 
@@ -258,25 +258,26 @@ double SideBook::consume(const PriceGrid& g, double price) {
       tot_[t] = 0.0;  // drop rounding residue once the tier is empty
     }
   }
-  // The openings book is crossed under the same rule (its own entry range).
-  for (std::size_t t = 0; t < oratio_.size(); ++t) {
-    if (olo_[t] > ohi_[t]) continue;
-    double* orw = orow(t);
-    const double r = oratio_[t];
+  // The openings book is crossed under the same rule (its own entry range). A
+  // recency-weighted row shares its all-vintage row's ratio and lies inside its
+  // range: it is crossed with it, and only if that one is.
+  const std::size_t all_rows = oratio_.size() / 2;
+  auto cross_row = [&](std::size_t t, double kc_f) {
+    if (olo_[t] > ohi_[t]) return;
     std::int64_t first, last;
     if (side_ == Side::long_) {
-      const double kc_f = std::ceil(u / r);
-      if (kc_f > static_cast<double>(ohi_[t])) continue;
+      if (kc_f > static_cast<double>(ohi_[t])) return;
       first = std::max(static_cast<std::int64_t>(kc_f), olo_[t]);
       last = ohi_[t];
       ohi_[t] = first - 1;
     } else {
-      const double kc_f = std::floor(u / r);
-      if (kc_f < static_cast<double>(olo_[t])) continue;
+      if (kc_f < static_cast<double>(olo_[t])) return;
       first = olo_[t];
       last = std::min(static_cast<std::int64_t>(kc_f), ohi_[t]);
       olo_[t] = last + 1;
     }
+    double* orw = orow(t);
+    const double r = oratio_[t];
     for (std::int64_t e = first; e <= last; ++e) {
       double& q = orw[e - ok0_];
       if (q == 0.0) continue;
@@ -289,6 +290,13 @@ double SideBook::consume(const PriceGrid& g, double price) {
       ohi_[t] = kEmptyHi;
       otot_[t] = 0.0;
     }
+  };
+  for (std::size_t t = 0; t < all_rows; ++t) {
+    if (olo_[t] > ohi_[t]) continue;
+    const double kc_f = side_ == Side::long_ ? std::ceil(u / oratio_[t]) : std::floor(u / oratio_[t]);
+    if (side_ == Side::long_ ? kc_f > static_cast<double>(ohi_[t]) : kc_f < static_cast<double>(olo_[t])) continue;
+    cross_row(t, kc_f);
+    cross_row(all_rows + t, kc_f);
   }
   expected_usd_ += expected;
   return expected;
@@ -385,12 +393,15 @@ std::size_t SideBook::memory_bytes() const noexcept {
 void SideBook::set_cross_distance(double distance) {
   cross_distance_ = distance;
   const std::size_t t_count = tiers();
-  oratio_.resize(2 * t_count);
+  oratio_.resize(4 * t_count);
   for (std::size_t t = 0; t < t_count; ++t) {
     oratio_[t] = ratio_[t];
     // The distance from entry to the level, stretched; a long cannot die below 1 % of entry.
     const double d = (ratio_[t] - 1.0) * distance;
     oratio_[t_count + t] = std::max(0.01, 1.0 + d);
+    // The recency-weighted rows sit where the all-vintage rows do.
+    oratio_[2 * t_count + t] = oratio_[t];
+    oratio_[3 * t_count + t] = oratio_[t_count + t];
   }
 }
 
@@ -404,11 +415,38 @@ void SideBook::add_openings(const PriceGrid& /*g*/, std::int64_t e, double qty) 
   }
 }
 
-void SideBook::age_openings(const PriceGrid& /*g*/, const double* factor_per_tier) {
+void SideBook::seed_openings(const PriceGrid& g, std::int64_t e_lo, std::int64_t e_hi, std::int64_t e_now,
+                             double seen_lo, double seen_hi, const double* qty_per_tier) {
+  // The same survival rule as the engine's seeded exposure book: entries spread
+  // uniformly over [e_lo, e_hi], keeping only levels that no price seen has crossed.
+  const bool is_long = side_ == Side::long_;
+  const std::size_t rows = 2 * tiers();   // all-vintage rows only
+  for (std::size_t t = 0; t < rows; ++t) {
+    const double q_all = qty_per_tier[t % tiers()];
+    if (!(q_all > 0.0)) continue;
+    const double r = oratio_[t];
+    std::int64_t first = e_lo, last = e_hi;
+    if (is_long) last = std::min(last, static_cast<std::int64_t>(std::ceil(seen_lo / (r * g.step))) - 1);
+    else first = std::max(first, static_cast<std::int64_t>(std::floor(seen_hi / (r * g.step))) + 1);
+    if (last < first) first = last = e_now;
+    cover_openings(first);
+    cover_openings(last);
+    const double q = q_all / static_cast<double>(last - first + 1);
+    double* row = orow(t);
+    for (std::int64_t e = first; e <= last; ++e) row[e - ok0_] += q;
+    otot_[t] += q_all;
+    olo_[t] = std::min(olo_[t], first);
+    ohi_[t] = std::max(ohi_[t], last);
+  }
+}
+
+void SideBook::age_openings(const PriceGrid& /*g*/, const double* factor_per_tier, double recent_factor) {
+  const std::size_t nt = tiers();
   for (std::size_t t = 0; t < oratio_.size(); ++t) {
     if (olo_[t] > ohi_[t]) continue;
     double* row = orow(t);
-    const double factor = factor_per_tier[t % tiers()];
+    const double factor = factor_per_tier[t % nt] * (t >= 2 * nt ? recent_factor : 1.0);
+    if (factor == 1.0) continue;
     for (std::int64_t e = olo_[t]; e <= ohi_[t]; ++e) row[e - ok0_] *= factor;
     otot_[t] *= factor;
   }
@@ -416,16 +454,23 @@ void SideBook::age_openings(const PriceGrid& /*g*/, const double* factor_per_tie
 
 void SideBook::openings_near(const PriceGrid& /*g*/, double x_lo, double x_hi, const double* scale,
                              double* out) const {
-  for (std::size_t t = 0; t < oratio_.size(); ++t) {
-    out[t] = 0.0;
+  // out: 4 * tiers() values, the all-vintage rows then the recency-weighted ones
+  // (which share their all-vintage row's ratio and lie inside its range).
+  const std::size_t all_rows = oratio_.size() / 2;
+  for (std::size_t t = 0; t < all_rows; ++t) {
+    out[t] = out[all_rows + t] = 0.0;
     if (olo_[t] > ohi_[t]) continue;
     const double r = oratio_[t] / scale[t % tiers()];
-    const auto e_lo = std::max(static_cast<std::int64_t>(std::ceil(x_lo / r)), olo_[t]);
-    const auto e_hi = std::min(static_cast<std::int64_t>(std::floor(x_hi / r)), ohi_[t]);
-    const double* row = orow(t);
-    double sum = 0.0;
-    for (std::int64_t e = e_lo; e <= e_hi; ++e) sum += row[e - ok0_];
-    out[t] = sum;
+    const auto k_lo = static_cast<std::int64_t>(std::ceil(x_lo / r));
+    const auto k_hi = static_cast<std::int64_t>(std::floor(x_hi / r));
+    for (const std::size_t row : {t, all_rows + t}) {
+      const auto e_lo = std::max(k_lo, olo_[row]);
+      const auto e_hi = std::min(k_hi, ohi_[row]);
+      const double* w = orow(row);
+      double sum = 0.0;
+      for (std::int64_t e = e_lo; e <= e_hi; ++e) sum += w[e - ok0_];
+      out[row] = sum;
+    }
   }
 }
 
@@ -439,7 +484,8 @@ void SideBook::generative_map(const PriceGrid& g, const double* u, const double*
     return survive == nullptr || i < 0 || i >= survive_n ? 1.0
                                                          : survive[t * static_cast<std::size_t>(survive_n) + static_cast<std::size_t>(i)];
   };
-  for (std::size_t row = 0; row < oratio_.size(); ++row) {
+  // The all-vintage rows (isolated, then cross): the recency-weighted copies are evidence weights.
+  for (std::size_t row = 0; row < 2 * nt; ++row) {
     const std::size_t t = row % nt;
     const double share = row < nt ? 1.0 - cross : cross;
     if (!(u[t] > 0.0) || !(share > 0.0) || olo_[row] > ohi_[row]) continue;

@@ -50,6 +50,10 @@ class SideBook {
   SideBook() = default;
   SideBook(Side side, std::vector<double> ratios, std::vector<double> weights);
 
+  // Range sentinels of an empty row (lo > hi; min/max with any bin gives that bin).
+  static constexpr std::int64_t kEmptyLo = std::numeric_limits<std::int64_t>::max() / 4;
+  static constexpr std::int64_t kEmptyHi = std::numeric_limits<std::int64_t>::min() / 4;
+
   Side side() const noexcept { return side_; }
   std::size_t tiers() const noexcept { return ratio_.size(); }
 
@@ -91,22 +95,34 @@ class SideBook {
   // sit; the learner fits the openings mix and the opening rate to it.
   // Rows 0..T-1 hold isolated positions (level = entry * ratio[t]); rows
   // T..2T-1 cross-margined ones, which die `cross_distance` times farther from
-  // entry (a documented per-venue prior, see venues.json).
+  // entry (a documented per-venue prior, see venues.json). These 2T rows hold
+  // every vintage, including the book that predates the first OI reading
+  // (seed_openings). Rows 2T..4T-1 repeat them for the openings made since,
+  // each weighted by its recency (age_openings' recent_factor): the vintage
+  // the learner's evidence is about.
   void set_cross_distance(double distance);
   void add_openings(const PriceGrid& g, std::int64_t e, double qty);
-  // Ages tier t (both rows) by factor[t] (closings at a tier's own hazard).
-  void age_openings(const PriceGrid& g, const double* factor);
-  // Per tier, the openings book's quantity with levels in [x_lo, x_hi] * scale[t]
+  // The book older than the first reading, all-vintage rows only: qty[t] (base)
+  // of tier t spread uniformly over the entries in [e_lo, e_hi] whose levels no
+  // price in [seen_lo, seen_hi] has crossed (at e_now when none survives).
+  void seed_openings(const PriceGrid& g, std::int64_t e_lo, std::int64_t e_hi, std::int64_t e_now, double seen_lo,
+                     double seen_hi, const double* qty);
+  // Ages tier t (every row) by factor[t] (closings at a tier's own hazard); the
+  // recency-weighted rows also by recent_factor.
+  void age_openings(const PriceGrid& g, const double* factor, double recent_factor = 1.0);
+  // Per row (4T), the openings book's quantity with levels in [x_lo, x_hi] * scale[t]
   // (bin units; `scale` maps a reported price to the tier's trigger level).
   void openings_near(const PriceGrid& g, double x_lo, double x_hi, const double* scale, double* out) const;
   const std::vector<double>& openings_totals() const noexcept { return otot_; }
   const std::vector<double>& openings_consumed_usd() const noexcept { return oconsumed_usd_; }
   double map_sum() const noexcept { return map_sum_; }   // sum of map(), USD
   // The open book the learner's model generates (USD at the level, on grid g,
-  // `out` size g.n): tier t's recent openings O_t at opening rate u[t] (rows
-  // mixed by `cross`, the cross-margined share), plus its older book pre[t]
-  // (hours of unit openings, placed like the tier's exposure M_t). Sums to
-  // sum_t u_t N_t, the open interest the learner fits. O(tiers * window).
+  // `out` size g.n): tier t's openings O_t (all-vintage rows, which hold the
+  // seeded older book too) at opening rate u[t], rows mixed by `cross` (the
+  // cross-margined share), plus pre[t] hours of unit openings placed like the
+  // tier's exposure M_t (the older book of a learner restored from LLRN 1.0,
+  // zero otherwise). Sums to about sum_t u_t N_t, the open interest the learner
+  // fits. O(tiers * window).
   // `survive` (optional, tiers rows of `survive_n` bins from bin `survive_k0`)
   // scales tier t's mass at a bin; bins outside that range are not scaled.
   void generative_map(const PriceGrid& g, const double* u, const double* pre, double cross, double* out,
@@ -115,6 +131,10 @@ class SideBook {
   // The openings book's exact state (persist, section LLRN; defined in serialize.cpp).
   void save_openings(serial::Writer& w, const PriceGrid& g) const;
   void load_openings(serial::Reader& r, const PriceGrid& g);
+  // The recency-weighted rows (LLRN minor 1, after every book's save_openings).
+  // Without them (older snapshots) they equal the all-vintage rows.
+  void save_recent_openings(serial::Writer& w) const;
+  void load_recent_openings(serial::Reader& r);
   double cross_distance() const noexcept { return cross_distance_; }
   double exposure_total() const noexcept;   // sum_t w[t] tot[t], base units
   double expected_usd() const noexcept { return expected_usd_; }
@@ -172,9 +192,9 @@ class SideBook {
   std::vector<std::int64_t> lo_, hi_;  // per tier, absolute entry bins that may hold mass
   std::vector<double> map_;        // n, USD at the liquidation level, mix-weighted
   double expected_usd_ = 0.0;
-  std::vector<double> o_;              // 2 tiers x on_, openings book (base units per unit rate)
+  std::vector<double> o_;              // 4 tiers x on_, openings book (base units per unit rate)
   std::int64_t ok0_ = 0, on_ = 0;      // openings window: absolute entry bins [ok0_, ok0_ + on_)
-  std::vector<double> oratio_;         // 2 tiers: isolated, then cross-margined level / entry
+  std::vector<double> oratio_;         // 4 tiers: isolated, cross-margined level / entry; again (recent)
   double cross_distance_ = 1.0;
   std::vector<double> otot_;           // per tier
   std::vector<double> oconsumed_usd_;  // per tier, cumulative USD crossed (at the level)

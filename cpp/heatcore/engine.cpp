@@ -82,7 +82,7 @@ Engine::Engine(EngineConfig config) : cfg_(std::move(config)) {
     learners_.emplace_back(cfg_.learner, v.config.prior_long, cfg_.tiers, v.config.cross_share);
     learners_.emplace_back(cfg_.learner, v.config.prior_short, cfg_.tiers, v.config.cross_share);
   }
-  scratch_openings_.assign(2 * tiers, 0.0);
+  scratch_openings_.assign(4 * tiers, 0.0);
   scratch_scale_.assign(tiers, 1.0);
   cascade_ = CascadeModel(cfg_.cascade, venues_.size());  // cascade
 }
@@ -328,12 +328,22 @@ void Engine::learner_on_cross(VenueState& v, double p0, double p1) {
 
 void Engine::learner_on_open_interest(std::size_t slot, std::int64_t ts, double price, double oi_usd) {
   // The learner's openings book: age it by the closing hazard, then add the
-  // unit-rate openings since the last reading at this reading's price.
+  // unit-rate openings since the last reading at this reading's price. At the
+  // first reading, the older book goes where seed_book put the exposure book.
   if (!learn_[slot] || !cfg_.learn_mix) return;
+  VenueState& v = venues_[slot];
   for (int si = 0; si < 2; ++si) {
-    SideBook& b = venues_[slot].book[si];
+    SideBook& b = v.book[si];
     const auto o = learners_[slot * 2 + static_cast<std::size_t>(si)].on_open_interest(ts, price, oi_usd);
-    if (o.age != nullptr) b.age_openings(grid_, o.age);
+    if (o.seed != nullptr) {
+      const auto& s = v.stats;
+      const double seen_lo = s.min_price > 0.0 ? s.min_price : price;
+      const double seen_hi = s.max_price > 0.0 ? s.max_price : price;
+      const double lo = std::min(seen_lo, price * (1.0 - cfg_.seed_spread));
+      const double hi = std::max(seen_hi, price * (1.0 + cfg_.seed_spread));
+      b.seed_openings(grid_, bin_of(lo), bin_of(hi), bin_of(price), seen_lo, seen_hi, o.seed);
+    }
+    if (o.age != nullptr) b.age_openings(grid_, o.age, o.recent);
     if (o.qty > 0.0) b.add_openings(grid_, bin_of(price), o.qty);
   }
 }

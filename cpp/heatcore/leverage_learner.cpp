@@ -11,6 +11,11 @@ namespace {
 
 constexpr double kMsPerHour = 3.6e6;
 constexpr int kStrengthGrid = 25;
+// The openings book is aged at most this often (aging is O(rows x bins)): the
+// openings of the last few minutes are aged a little too much at the next
+// aging and older ones a little too little until then, by at most
+// 5 min / lifetime (4 % at 125x, a fraction of that on average).
+constexpr std::int64_t kAgeEveryMs = 300'000;
 
 void require(bool ok, const char* field, const char* what) {
   if (!ok) throw std::invalid_argument(std::string("learner.") + field + ": " + what);
@@ -95,6 +100,7 @@ LeverageLearner::LeverageLearner(const LearnerConfig& cfg, std::vector<double> p
     life_h_[i] = cfg_.lifetime_hours * std::pow(tiers[i] / 10.0, -cfg_.lifetime_exponent);
   age_.assign(t, 1.0);
   tau_ms_ = cfg_.half_life_hours * kMsPerHour / std::log(2.0);
+
   mix_ = oi_mix_ = prior_;
   u_.assign(t, 0.0);
   c_.assign(t, 0.0);
@@ -102,17 +108,20 @@ LeverageLearner::LeverageLearner(const LearnerConfig& cfg, std::vector<double> p
   pre_.assign(t, 0.0);
   nbar_.assign(t, 0.0);
   snap_c_.assign(2 * t, 0.0);
+  snap_all_.assign(2 * t, 0.0);
   snap_d_.assign(t, 0.0);
   const std::size_t k = cfg_.crossing_records;
   x_ts_.assign(k, 0);
   x_lo_.assign(k, 0.0);
   x_hi_.assign(k, 0.0);
   x_usd_.assign(k * t, 0.0);
+  x_all_.assign(k * t, 0.0);
   const std::size_t b = cfg_.buffer_events;
   b_ts_.assign(b, 0);
   b_q_.assign(b, 0.0);
   b_e_.assign(b * t, 0.0);
-  for (auto* v : {&e_, &a_, &n_, &c_units_, &a_units_, &sm_a_, &sm_c_, &bprior_, &wa_, &wc_}) v->assign(t, 0.0);
+  b_r_.assign(b * t, 0.0);
+  for (auto* v : {&er_, &seed_q_, &e_, &a_, &n_, &c_units_, &a_units_, &sm_a_, &sm_c_, &bprior_, &wa_, &wc_}) v->assign(t, 0.0);
 }
 
 void LeverageLearner::decay_to(std::int64_t ts) noexcept {
@@ -137,22 +146,29 @@ LeverageLearner::Openings LeverageLearner::on_open_interest(std::int64_t ts, dou
   oi_usd_ = oi_usd;
   if (!oi_seen_) {
     // The book that predates the first reading: a unit rate's steady state
-    // (each tier's lifetime of openings), location unknown; it counts toward
-    // open interest but not as evidence, and ages like the rest.
+    // (each tier's lifetime of openings), laid where the engine seeds the
+    // exposure book. It counts toward open interest and explains the
+    // liquidations it produces (which would otherwise be pinned on the recent
+    // openings nearby), but it is not evidence about the openings: its vintage
+    // is unknown and may predate a change of regime.
     oi_seen_ = true;
-    last_oi_ts_ = ts;
-    pre_ = life_h_;
-    return {nullptr, 0.0};
+    last_oi_ts_ = last_age_ts_ = ts;
+    for (std::size_t t = 0; t < tiers(); ++t) seed_q_[t] = life_h_[t] / price;
+    return {nullptr, 1.0, 0.0, seed_q_.data()};
   }
-  if (ts <= last_oi_ts_) return {nullptr, 0.0};
+  if (ts <= last_oi_ts_) return {nullptr, 1.0, 0.0, nullptr};
   const double hours = static_cast<double>(ts - last_oi_ts_) / kMsPerHour;
   last_oi_ts_ = ts;
-  for (std::size_t t = 0; t < tiers(); ++t) {
-    age_[t] = std::exp(-hours / life_h_[t]);
-    pre_[t] *= age_[t];
-  }
+  for (std::size_t t = 0; t < tiers(); ++t) pre_[t] *= std::exp(-hours / life_h_[t]);
   // Openings since the last reading, at unit rate (1 USD per hour).
-  return {age_.data(), hours / price};
+  if (ts - last_age_ts_ < kAgeEveryMs) return {nullptr, 1.0, hours / price, nullptr};
+  // Aging since the last aging; the recency-weighted rows also fade with the
+  // openings' age.
+  const double aged_h = static_cast<double>(ts - last_age_ts_) / kMsPerHour;
+  last_age_ts_ = ts;
+  for (std::size_t t = 0; t < tiers(); ++t) age_[t] = std::exp(-aged_h / life_h_[t]);
+  const double recent = std::exp(-aged_h * kMsPerHour / tau_ms_);
+  return {age_.data(), recent, hours / price, nullptr};
 }
 
 void LeverageLearner::on_cross(std::int64_t ts, double p_lo, double p_hi, const double* consumed_usd,
@@ -160,23 +176,31 @@ void LeverageLearner::on_cross(std::int64_t ts, double p_lo, double p_hi, const 
   const std::size_t nt = tiers();
   const std::size_t slot = (x_head_ + x_count_) % cfg_.crossing_records;
   double* row = x_usd_.data() + slot * nt;
-  double sum = 0.0;
+  double* all = x_all_.data() + slot * nt;
+  double sum = 0.0, sum_all = 0.0;
   for (std::size_t t = 0; t < nt; ++t) {
     // Deltas of the book's cumulative counters (isolated and cross rows, mixed
-    // by the documented cross share); negative would mean a reset.
-    const double iso = std::max(0.0, consumed_usd[t] - snap_c_[t]);
-    const double crs = std::max(0.0, consumed_usd[nt + t] - snap_c_[nt + t]);
-    snap_c_[t] = consumed_usd[t];
-    snap_c_[nt + t] = consumed_usd[nt + t];
+    // by the documented cross share); negative would mean a reset. The
+    // recency-weighted rows are the evidence, all vintages what was crossed.
+    const double iso = std::max(0.0, consumed_usd[2 * nt + t] - snap_c_[t]);
+    const double crs = std::max(0.0, consumed_usd[3 * nt + t] - snap_c_[nt + t]);
+    snap_c_[t] = consumed_usd[2 * nt + t];
+    snap_c_[nt + t] = consumed_usd[3 * nt + t];
     row[t] = (1.0 - cross_) * iso + cross_ * crs;
     sum += row[t];
+    const double iso_all = std::max(0.0, consumed_usd[t] - snap_all_[t]);
+    const double crs_all = std::max(0.0, consumed_usd[nt + t] - snap_all_[nt + t]);
+    snap_all_[t] = consumed_usd[t];
+    snap_all_[nt + t] = consumed_usd[nt + t];
+    all[t] = (1.0 - cross_) * iso_all + cross_ * crs_all;
+    sum_all += all[t];
     // The older book sits where the exposure book does: it loses the share of
     // the tier that the exposure book lost on this move.
     const double gone = std::max(0.0, book_consumed[t] - snap_d_[t]);
     snap_d_[t] = book_consumed[t];
     if (gone > 0.0) pre_[t] *= std::clamp(book_totals[t] / (book_totals[t] + gone), 0.0, 1.0);
   }
-  if (!(sum > 0.0) || !std::isfinite(sum)) return;
+  if (!(sum_all > 0.0) || !std::isfinite(sum_all) || !std::isfinite(sum)) return;
   decay_to(ts);
   for (std::size_t t = 0; t < nt; ++t) c_[t] += row[t];
   x_ts_[slot] = ts;
@@ -192,10 +216,11 @@ void LeverageLearner::evict_oldest() noexcept {
   const double age = static_cast<double>(std::max<std::int64_t>(0, acc_ts_ - b_ts_[i]));
   const double weight = b_q_[i] * std::exp(-age / tau_ms_);
   const double* e = b_e_.data() + i * nt;
+  const double* er = b_r_.data() + i * nt;
   double z = 0.0;
   for (std::size_t t = 0; t < nt; ++t) z += mix_[t] * e[t];
   if (z > 0.0)
-    for (std::size_t t = 0; t < nt; ++t) arch_[t] += weight * mix_[t] * e[t] / z;
+    for (std::size_t t = 0; t < nt; ++t) arch_[t] += weight * mix_[t] * er[t] / z;
   b_head_ = (b_head_ + 1) % cfg_.buffer_events;
   --b_count_;
 }
@@ -205,7 +230,10 @@ bool LeverageLearner::on_liquidation(std::int64_t ts, double price, double notio
                                      double k_lo_bins, double k_hi_bins) {
   const std::size_t nt = tiers();
   ++diag_.n_events;
-  for (std::size_t t = 0; t < nt; ++t) e_[t] = ((1.0 - cross_) * openings[t] + cross_ * openings[nt + t]) * price;
+  for (std::size_t t = 0; t < nt; ++t) {
+    e_[t] = ((1.0 - cross_) * openings[t] + cross_ * openings[nt + t]) * price;
+    er_[t] = ((1.0 - cross_) * openings[2 * nt + t] + cross_ * openings[3 * nt + t]) * price;
+  }
   // Openings crossed inside the kernel window recently, spread uniformly over
   // the move's range; and, for sampled feeds, the expected liquidations in the
   // event's sampling window.
@@ -215,17 +243,19 @@ bool LeverageLearner::on_liquidation(std::int64_t ts, double price, double notio
     const std::size_t r = (x_head_ + x_count_ - 1 - j) % cfg_.crossing_records;
     if (ts - x_ts_[r] > window_ms) break;
     const double* row = x_usd_.data() + r * nt;
+    const double* all = x_all_.data() + r * nt;
     const double lo = x_lo_[r], hi = x_hi_[r];
     for (std::size_t t = 0; t < nt; ++t) {
-      if (!(row[t] > 0.0)) continue;
+      if (!(all[t] > 0.0)) continue;
       const double k_lo = k_lo_bins * step * scale[t], k_hi = k_hi_bins * step * scale[t];
       double frac;
       if (hi > lo) frac = std::max(0.0, std::min(hi, k_hi) - std::max(lo, k_lo)) / (hi - lo);
       else frac = (lo >= k_lo && lo <= k_hi) ? 1.0 : 0.0;
-      e_[t] += frac * row[t];
+      e_[t] += frac * all[t];
+      er_[t] += frac * row[t];
     }
     if (sampled && ts - x_ts_[r] <= cfg_.sample_window_ms)
-      for (std::size_t t = 0; t < nt; ++t) expected_in_window += u_[t] * row[t];
+      for (std::size_t t = 0; t < nt; ++t) expected_in_window += u_[t] * all[t];
   }
   double z = 0.0;
   for (std::size_t t = 0; t < nt; ++t) z += mix_[t] * e_[t];
@@ -264,6 +294,7 @@ bool LeverageLearner::on_liquidation(std::int64_t ts, double price, double notio
   b_ts_[i] = ts;
   b_q_[i] = q;
   std::copy(e_.begin(), e_.end(), b_e_.begin() + static_cast<std::ptrdiff_t>(i * nt));
+  std::copy(er_.begin(), er_.end(), b_r_.begin() + static_cast<std::ptrdiff_t>(i * nt));
   ++b_count_;
   ++since_refresh_;
   return true;
@@ -352,11 +383,14 @@ void LeverageLearner::refresh(std::int64_t ts, const double* totals, double pric
       const std::size_t i = (b_head_ + j) % cfg_.buffer_events;
       const double age = static_cast<double>(std::max<std::int64_t>(0, acc_ts_ - b_ts_[i]));
       const double* e = b_e_.data() + i * nt;
+      const double* er = b_r_.data() + i * nt;
       double z = 0.0;
       for (std::size_t t = 0; t < nt; ++t) z += (u_[t] > 0.0 ? u_[t] : prior_[t]) * e[t];
       if (!(z > 0.0)) continue;
+      // Responsibility from every vintage near the event; only the recent
+      // openings' share of it is evidence about the current rates.
       const double s = b_q_[i] * std::exp(-age / tau_ms_) / z;
-      for (std::size_t t = 0; t < nt; ++t) a_[t] += s * (u_[t] > 0.0 ? u_[t] : prior_[t]) * e[t];
+      for (std::size_t t = 0; t < nt; ++t) a_[t] += s * (u_[t] > 0.0 ? u_[t] : prior_[t]) * er[t];
     }
     // Everything in expected events at the prior's rate: a in events, c scaled by gbar / U.
     for (std::size_t t = 0; t < nt; ++t) {

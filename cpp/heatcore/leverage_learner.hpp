@@ -12,7 +12,16 @@
 // only knows net open interest, so the learner asks SideBook to keep an
 // *openings book* O_t: unit-rate openings (1 USD per hour at each OI
 // reading's price), crossed and aged like real positions, in isolated and
-// cross rows. With u_t = g m_t (the tier's opening rate):
+// cross rows. At the first OI reading the book that predates it (a unit
+// rate's steady state, each tier's lifetime of openings) is laid where the
+// engine seeds the exposure book: its liquidations then have an explanation
+// of their own instead of being pinned on the recent openings near them, but
+// being of unknown vintage it is never evidence. A second, recency-weighted
+// copy of the openings since the first reading fades each opening by its age
+// at the half-life; attributions and crossed exposure are measured on it, so
+// what is learned about a tier is about the positions opened lately (crossing
+// positions opened before a change of regime says little about today's mix).
+// With u_t = g m_t (the tier's opening rate):
 //   * liquidated notional from tier t over a window is Poisson-like with mean
 //     u_t * C_t, C_t the openings book's crossed exposure of tier t
 //     (crossed-but-not-liquidated exposure is the evidence against a tier);
@@ -38,9 +47,10 @@
 // interest as if at tier t" and is refilled near the price).
 //
 // E-step. The responsibility of tier t for an event at x is proportional to
-// u_t times the openings book's exposure near x: live levels in the kernel
-// window plus what was crossed inside it in the last crossing_window_s (the
-// move that triggered the event has usually consumed it). For venues that
+// u_t times the openings book's exposure near x (every vintage): live levels
+// in the kernel window plus what was crossed inside it in the last
+// crossing_window_s (the move that triggered the event has usually consumed
+// it). The recency-weighted share of that exposure is what counts as evidence. For venues that
 // report the bankruptcy price (or an order at it), the window is mapped to each
 // tier's trigger. The last buffer_events events are re-attributed at each
 // refresh; older ones keep the attribution they had when they left the buffer.
@@ -53,9 +63,15 @@
 // liquidations crossed in its window, which is the E-step for the censored
 // events, so the mix is not biased toward what survives sampling.
 //
-// Forgetting. A and C decay with half-life half_life_hours: a new event's
-// weight in the statistics is 1/n while n is small and floors at the decay
-// rate, i.e. the step size of the classic online EM.
+// Forgetting. Evidence weighs 2^(-age / half_life_hours), the age counted from
+// the opening of the positions it is about: the recency-weighted rows give the
+// weight at the event or crossing, and A and C decay at the same half-life
+// from then on. A new event's weight in the statistics is 1/n while n is small
+// and floors at the decay rate, i.e. the step size of the classic online EM.
+// (Measured on the simulator: a 5 h half-life follows a change of regime to
+// band TV <= 0.20 a day later on seeds 1-8 and also ends closer to stationary
+// mixes than 24 h did: the lifetime model's error grows with the age of a
+// position, so old openings are the least trustworthy evidence.)
 //
 // Cost: O(tiers) per event and per crossing (plus the few crossing records in
 // the time window), O(buffer * tiers * em_iterations) per refresh, and the
@@ -72,7 +88,7 @@
 namespace heatcore {
 
 struct LearnerConfig {
-  double half_life_hours = 24.0;     // forgetting of attributed and crossed exposure
+  double half_life_hours = 5.0;      // forgetting: evidence fades with the age of the openings it is about
   double lifetime_hours = 24.0;      // mean position lifetime at 10x (closing hazard of the openings book)
   double lifetime_exponent = 1.0;    // lifetime ~ (leverage / 10)^-exponent: high leverage closes sooner
   std::size_t buffer_events = 512;   // events re-attributed at every refresh
@@ -80,7 +96,7 @@ struct LearnerConfig {
   double refresh_hours = 0.5;        // ...or this long after the last refresh
   int em_iterations = 3;             // E/M passes per refresh
   double kernel_bins = 2.0;          // kernel half-width: max(kernel_bins bins,
-  double kernel_frac = 0.002;        //   kernel_frac * price)
+  double kernel_frac = 0.0035;       //   kernel_frac * price)
   double crossing_window_s = 300.0;  // recently crossed exposure explains events this long
   std::size_t crossing_records = 64; // ring of recent crossings per side
   double tier_smoothing = 0.5;       // share of a tier's evidence lent to each neighbour tier
@@ -102,20 +118,24 @@ class LeverageLearner {
   std::size_t tiers() const noexcept { return prior_.size(); }
 
   // At an OI reading: the factors by which the openings book's tiers age since
-  // the last reading (`age`, one per tier; null when nothing ages) and the base
-  // quantity of unit-rate openings to add at `price`.
-  struct Openings { const double* age; double qty; };
+  // its last aging (`age`, one per tier; null when it is not due: at most every
+  // 5 minutes), the extra
+  // factor of the recency-weighted rows (`recent`), the base quantity of
+  // unit-rate openings to add at `price`, and at the first reading the base
+  // quantity per tier of the book that predates it (`seed`, else null), to be
+  // laid like the engine's seeded exposure book into the all-vintage rows.
+  struct Openings { const double* age; double recent; double qty; const double* seed; };
   Openings on_open_interest(std::int64_t ts, double price, double oi_usd);
 
   // After a move covering [p_lo, p_hi]: the openings book's cumulative crossed
-  // USD per tier, and the exposure book's cumulative crossed base quantity and
+  // USD per row (4 * tiers(): all-vintage, then recency-weighted), and the exposure book's cumulative crossed base quantity and
   // per-tier totals (base, after the move).
   void on_cross(std::int64_t ts, double p_lo, double p_hi, const double* consumed_usd,
                 const double* book_consumed, const double* book_totals);
 
-  // One liquidation. `openings`: the openings book's per-tier base quantity with
-  // levels in the kernel window [k_lo, k_hi] * scale[t] (bin units), before the
-  // event; `scale`: reported price to trigger level per tier. Returns false if
+  // One liquidation. `openings`: the openings book's base quantity per row (4 *
+  // tiers()) with levels in the kernel window [k_lo, k_hi] * scale[t] (bin
+  // units), before the event; `scale`: reported price to trigger level per tier. Returns false if
   // no recent opening explains it (not learned from).
   bool on_liquidation(std::int64_t ts, double price, double notional_usd, bool sampled,
                       const double* openings, const double* scale, double step, double k_lo, double k_hi);
@@ -172,6 +192,12 @@ class LeverageLearner {
   // Fill a learner constructed with the same configuration, prior and tiers;
   // throws serial::SnapshotError and leaves *this unchanged on bad bytes.
   void load(serial::Reader& r);
+  // Fields added in LLRN minor 1 (written after every book's openings). Without
+  // them (older snapshots) the learner goes on as version 1.0 did: no older book
+  // in the openings book (it stays in pre_), recent = all vintages.
+  void save_v1(serial::Writer& w) const;
+  void load_v1(serial::Reader& r);
+  void upgrade_v0() noexcept;
 
  private:
   void decay_to(std::int64_t ts) noexcept;
@@ -193,22 +219,29 @@ class LeverageLearner {
   // (hours of unit openings per tier, aged by the closing hazard and crossing).
   double oi_usd_ = 0.0;
   std::int64_t last_oi_ts_ = 0;
+  std::int64_t last_age_ts_ = 0;         // the openings book's last aging (LLRN minor 1)
   bool oi_seen_ = false;
   std::vector<double> pre_;
   std::vector<double> life_h_, age_;     // per tier: mean lifetime (hours), last aging factor
   std::vector<double> nbar_;             // time-averaged survivor mass (map weights)
   std::int64_t nbar_ts_ = 0;
   std::vector<double> snap_c_, snap_d_;
-  // Ring of recent crossings (USD per unit rate).
+  std::vector<double> snap_all_;         // all-vintage rows' cumulative crossed USD
+  // Ring of recent crossings (USD per unit rate): recency-weighted rows (x_usd_)
+  // and all vintages (x_all_).
   std::vector<std::int64_t> x_ts_;
-  std::vector<double> x_lo_, x_hi_, x_usd_;
+  std::vector<double> x_lo_, x_hi_, x_usd_, x_all_;
   std::size_t x_head_ = 0, x_count_ = 0;
-  // Ring of recent events: time, weight (USD), openings exposure near the event.
+  // Ring of recent events: time, weight (USD), openings exposure near the event,
+  // all vintages (b_e_: what explains the event) and recency-weighted (b_r_: the
+  // part of it that is evidence about the current openings).
   std::vector<std::int64_t> b_ts_;
-  std::vector<double> b_q_, b_e_;
+  std::vector<double> b_q_, b_e_, b_r_;
+
   std::size_t b_head_ = 0, b_count_ = 0;
   // Workspace, sized once.
   std::vector<double> e_, a_, n_, c_units_, a_units_, sm_a_, sm_c_, bprior_, wa_, wc_;
+  std::vector<double> er_, seed_q_;      // recent exposure near the last event; seed quantities (not saved)
   double log_size_ = 0.0;                // running log of the typical event size
   std::uint64_t size_n_ = 0;
   std::uint64_t since_refresh_ = 0;

@@ -1239,19 +1239,94 @@ void LeverageLearner::load(Reader& r) {
   *this = std::move(m);
 }
 
+void LeverageLearner::save_v1(Writer& w) const {
+  w.f64s(snap_all_);
+  w.f64s(x_all_);
+  w.f64s(b_r_);
+  w.i64(last_age_ts_);
+}
+
+void LeverageLearner::load_v1(Reader& r) {
+  LeverageLearner m = *this;
+  read_same(r, m.snap_all_, "snap_all");
+  read_same(r, m.x_all_, "x_all");
+  read_same(r, m.b_r_, "b_r");
+  for (const auto* v : {&m.snap_all_, &m.x_all_, &m.b_r_})
+    if (!finite_all(*v)) r.fail("non-finite learner vintage state");
+  m.last_age_ts_ = r.i64();
+  if (!ts_ok(m.last_age_ts_)) r.fail("learner timestamp out of range");
+  *this = std::move(m);
+}
+
+void LeverageLearner::upgrade_v0() noexcept {
+  // Version 1.0 had one openings book, of the openings since the first reading
+  // with no recency weight: both new views of it start as that book (the older
+  // book stays in pre_, as it was).
+  snap_all_ = snap_c_;
+  x_all_ = x_usd_;
+  b_r_ = b_e_;
+  last_age_ts_ = last_oi_ts_;   // 1.0 aged the book at every reading
+}
+
 void SideBook::save_openings(Writer& w, const PriceGrid& g) const {
+  // The all-vintage rows (0 .. 2T-1), as in version 1.0.
+  const auto rows = static_cast<std::ptrdiff_t>(2 * tiers());
   w.f64(cross_distance_);
   w.f64(map_sum_);
-  w.f64s(otot_);
-  w.f64s(oconsumed_usd_);
-  w.i64s(olo_);
-  w.i64s(ohi_);
+  w.f64s(std::vector<double>(otot_.begin(), otot_.begin() + rows));
+  w.f64s(std::vector<double>(oconsumed_usd_.begin(), oconsumed_usd_.begin() + rows));
+  w.i64s(std::vector<std::int64_t>(olo_.begin(), olo_.begin() + rows));
+  w.i64s(std::vector<std::int64_t>(ohi_.begin(), ohi_.begin() + rows));
   (void)g;
-  for (std::size_t t = 0; t < oratio_.size(); ++t) {
+  for (std::size_t t = 0; t < static_cast<std::size_t>(rows); ++t) {
     if (olo_[t] > ohi_[t]) continue;  // empty rows are not written
     const double* row = orow(t) + (olo_[t] - ok0_);
     w.f64_span(row, static_cast<std::size_t>(ohi_[t] - olo_[t] + 1));
   }
+}
+
+void SideBook::save_recent_openings(Writer& w) const {
+  const std::size_t nt = tiers();
+  const auto b = static_cast<std::ptrdiff_t>(2 * nt);
+  w.f64s(std::vector<double>(otot_.begin() + b, otot_.end()));
+  w.f64s(std::vector<double>(oconsumed_usd_.begin() + b, oconsumed_usd_.end()));
+  w.i64s(std::vector<std::int64_t>(olo_.begin() + b, olo_.end()));
+  w.i64s(std::vector<std::int64_t>(ohi_.begin() + b, ohi_.end()));
+  for (std::size_t t = 2 * nt; t < 4 * nt; ++t) {
+    if (olo_[t] > ohi_[t]) continue;
+    w.f64_span(orow(t) + (olo_[t] - ok0_), static_cast<std::size_t>(ohi_[t] - olo_[t] + 1));
+  }
+}
+
+void SideBook::load_recent_openings(Reader& r) {
+  const std::size_t nt = tiers(), rows = 2 * nt;
+  auto otot = r.f64s(rows), ocons = r.f64s(rows);
+  auto olo = r.i64s(rows), ohi = r.i64s(rows);
+  if (otot.size() != rows || ocons.size() != rows || olo.size() != rows || ohi.size() != rows)
+    r.fail("recent openings row count does not match");
+  if (!finite_all(otot) || !finite_all(ocons)) r.fail("non-finite recent openings totals");
+  std::vector<double> o(o_);
+  for (std::size_t t = 0; t < rows; ++t) {
+    double* row = o.data() + (rows + t) * static_cast<std::size_t>(on_);
+    std::fill(row, row + on_, 0.0);
+    if (olo[t] > ohi[t]) {
+      olo[t] = SideBook::kEmptyLo;
+      ohi[t] = SideBook::kEmptyHi;
+      continue;
+    }
+    // Recent openings are a part of the all-vintage book: inside its row's range.
+    if (olo[t] < olo_[t] || ohi[t] > ohi_[t]) r.fail("recent openings row outside its all-vintage row");
+    const auto len = static_cast<std::size_t>(ohi[t] - olo[t] + 1);
+    double* dst = row + (olo[t] - ok0_);
+    r.f64_span(dst, len);
+    for (std::size_t i = 0; i < len; ++i)
+      if (!std::isfinite(dst[i])) r.fail("non-finite recent openings value");
+  }
+  std::copy(otot.begin(), otot.end(), otot_.begin() + static_cast<std::ptrdiff_t>(rows));
+  std::copy(ocons.begin(), ocons.end(), oconsumed_usd_.begin() + static_cast<std::ptrdiff_t>(rows));
+  std::copy(olo.begin(), olo.end(), olo_.begin() + static_cast<std::ptrdiff_t>(rows));
+  std::copy(ohi.begin(), ohi.end(), ohi_.begin() + static_cast<std::ptrdiff_t>(rows));
+  o_ = std::move(o);
 }
 
 void SideBook::load_openings(Reader& r, const PriceGrid& g) {
@@ -1290,6 +1365,12 @@ void SideBook::load_openings(Reader& r, const PriceGrid& g) {
     for (std::size_t i = 0; i < len; ++i)
       if (!std::isfinite(row[i])) r.fail("non-finite openings value");
   }
+  // The recency-weighted rows start as copies (version 1.0 had no older book in
+  // the openings book, and no recency weights); load_recent_openings replaces them.
+  o.resize(2 * o.size());
+  std::copy_n(o.begin(), o.size() / 2, o.begin() + static_cast<std::ptrdiff_t>(o.size() / 2));
+  for (auto* v : {&otot, &ocons}) v->insert(v->end(), v->begin(), v->end());
+  for (auto* v : {&olo, &ohi}) v->insert(v->end(), v->begin(), v->end());
   set_cross_distance(dist);
   otot_ = std::move(otot);
   oconsumed_usd_ = std::move(ocons);
@@ -1326,7 +1407,9 @@ void Engine::save_learner_sections(Writer& w) const {
     w.boolean(false);
   }
   {
-    auto s = w.section(kLlrn, 1, 0, false);  // Leverage Learner: config, cross priors, learners, openings
+    // Leverage Learner: config, cross priors, learners, openings; minor 1 appends
+    // every learner's vintage state, then every book's recency-weighted rows.
+    auto s = w.section(kLlrn, 1, 1, false);
     write_learner_config(w, cfg_.learner);
     w.u64(venues_.size());
     for (const auto& v : venues_) {
@@ -1336,6 +1419,9 @@ void Engine::save_learner_sections(Writer& w) const {
     for (const auto& l : learners_) l.save(w);
     for (const auto& v : venues_)
       for (const auto& b : v.book) b.save_openings(w, grid_);
+    for (const auto& l : learners_) l.save_v1(w);
+    for (const auto& v : venues_)
+      for (const auto& b : v.book) b.save_recent_openings(w);
   }
 }
 
@@ -1412,6 +1498,13 @@ bool Engine::load_learner_section(const SectionHeader& h, Reader& body, bool con
       for (auto& l : fresh) l.load(body);
       for (auto& v : venues_)
         for (auto& b : v.book) b.load_openings(body, grid_);
+      if (h.minor >= 1) {
+        for (auto& l : fresh) l.load_v1(body);
+        for (auto& v : venues_)
+          for (auto& b : v.book) b.load_recent_openings(body);
+      } else {
+        for (auto& l : fresh) l.upgrade_v0();
+      }
     }
     cfg_.learner = lc;
     for (std::size_t i = 0; i < venues_.size(); ++i) {

@@ -32,7 +32,7 @@ _PRICE_KIND_CODE = {k: i for i, k in enumerate(PRICE_KINDS)}
 #: Leverage Learner settings accepted by ``Engine(learner={...})`` and their defaults
 #: (see :class:`Engine` and cpp/heatcore/leverage_learner.hpp).
 LEARNER_DEFAULTS: dict[str, float] = {
-    "half_life_hours": 24.0,
+    "half_life_hours": 5.0,
     "lifetime_hours": 24.0,
     "lifetime_exponent": 1.0,
     "buffer_events": 512,
@@ -40,7 +40,7 @@ LEARNER_DEFAULTS: dict[str, float] = {
     "refresh_hours": 0.5,
     "em_iterations": 3,
     "kernel_bins": 2.0,
-    "kernel_frac": 0.002,
+    "kernel_frac": 0.0035,
     "crossing_window_s": 300.0,
     "crossing_records": 64,
     "tier_smoothing": 0.5,
@@ -229,14 +229,15 @@ class Engine:
         ``Engine(learn=False)`` isolates what the calibrator adds. Kept in snapshots.
     learner : mapping, optional
         Leverage Learner settings (defaults in ``heatcore.engine.LEARNER_DEFAULTS``):
-        ``half_life_hours`` (24: evidence half-life; the step size starts at 1/n
-        and floors at this forgetting rate), ``lifetime_hours`` /
+        ``half_life_hours`` (5: evidence half-life, counted from the opening of
+        the positions the evidence is about; the step size starts at 1/n and
+        floors at this forgetting rate), ``lifetime_hours`` /
         ``lifetime_exponent`` (24 / 1: mean position lifetime at 10x and its fall
         with leverage, the closing hazard of the learner's openings book),
         ``buffer_events`` (512: recent events re-attributed at each refresh),
         ``refresh_events`` / ``refresh_hours`` (32 / 0.5: refresh cadence per venue
         and side; the map's weights change only then), ``kernel_bins`` /
-        ``kernel_frac`` (2 / 0.002: half-width of the window around an event in
+        ``kernel_frac`` (2 / 0.0035: half-width of the window around an event in
         which a tier's exposure explains it), ``tier_smoothing`` (0.5: evidence
         lent to neighbouring tested tiers), ``size_cap`` (20: an event weighs at
         most this many typical sizes), ``prior_min`` / ``prior_max`` (empirical-Bayes
