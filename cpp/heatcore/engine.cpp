@@ -560,11 +560,29 @@ void Engine::fill_survival(double horizon_s, std::int64_t k_lo, std::int64_t n) 
   // the exposure at x, the share still open when price first reaches x within h
   // is E[exp(-tau_x / L_t); tau_x <= h] / P(tau_x <= h), tau_x the first-passage
   // time, whose law is the forecast's reach: P(tau_x <= s) = reach(x, s).
-  // Integrated on kSteps times s_j = h (j / kSteps)^2 (denser near 0).
+  // Integrated on kSteps times s_j = h (j / kSteps)^2 (denser near 0). Cost per
+  // call: O(tiers * kSteps) exponentials, then kSteps reach lookups and
+  // tiers * kSteps multiply-adds per bin within the reach of the horizon; bins
+  // beyond it (no mass reaches them) keep the factor 1.
   constexpr int kSteps = 8;
+  constexpr double kFarZ = 12.0;  // beyond this many sd of the horizon, reach is negligible
   survive_n_ = 0;
   const double p0 = fc_.anchor_price();
-  if (!cfg_.forecast.closing_hazard || !(horizon_s > 0.0) || !(p0 > 0.0) || n <= 0 || learners_.empty()) return;
+  if (!cfg_.forecast.generative_map || !cfg_.forecast.closing_hazard || !cfg_.learn || !cfg_.learn_mix ||
+      !(horizon_s > 0.0) || !(p0 > 0.0) || n <= 0 || learners_.empty())
+    return;
+  const double sd_h = fc_.sigma(horizon_s);
+  if (!(sd_h > 0.0)) return;
+  // The table depends on nothing else: the summed forecast and each venue's,
+  // asked in a row, share it.
+  const std::array<double, 6> key = {p0, fc_.variance_rate(), fc_.calibration_observations(), horizon_s,
+                                     static_cast<double>(k_lo), static_cast<double>(n)};
+  if (key == survive_key_ && survive_valid_) {
+    survive_k0_ = k_lo - Forecaster::kShiftHalf - 1;
+    survive_n_ = n + 2 * (Forecaster::kShiftHalf + 1);
+    return;
+  }
+  survive_valid_ = false;
   const auto& life = learners_.front().lifetimes_h();  // one config for every venue
   const std::size_t nt = life.size();
   // Cover the window and any map shift (the map is read at k - shift).
@@ -572,27 +590,40 @@ void Engine::fill_survival(double horizon_s, std::int64_t k_lo, std::int64_t n) 
   survive_n_ = n + 2 * (Forecaster::kShiftHalf + 1);
   const auto m = static_cast<std::size_t>(survive_n_);
   if (survive_scratch_.size() < nt * m) survive_scratch_.resize(nt * m);
-  std::array<double, kSteps> w_reach{}, s_mid{};
+  std::array<double, kSteps> sd{}, w_reach{};
+  std::vector<double>& decay = survive_decay_;  // [t * kSteps + j] = exp(-s_mid_j / L_t)
+  decay.resize(nt * kSteps);
+  double prev_s = 0.0;
+  for (int j = 0; j < kSteps; ++j) {
+    const double f = static_cast<double>(j + 1) / kSteps;
+    const double sj = horizon_s * f * f;
+    sd[static_cast<std::size_t>(j)] = fc_.sigma(sj);
+    for (std::size_t t = 0; t < nt; ++t)
+      decay[t * kSteps + static_cast<std::size_t>(j)] = std::exp(-0.5 * (prev_s + sj) / (3600.0 * life[t]));
+    prev_s = sj;
+  }
   for (std::int64_t i = 0; i < survive_n_; ++i) {
     const std::int64_t k = survive_k0_ + i;
-    const double ld = k > 0 ? std::log(static_cast<double>(k) * grid_.step / p0) : 0.0;
-    double prev = 0.0, prev_s = 0.0;
-    for (int j = 0; j < kSteps; ++j) {
-      const double f = static_cast<double>(j + 1) / kSteps;
-      const double sj = horizon_s * f * f;
-      const double r = k > 0 ? fc_.reach(ld, sj) : 0.0;
-      w_reach[static_cast<std::size_t>(j)] = std::max(0.0, r - prev);
-      s_mid[static_cast<std::size_t>(j)] = 0.5 * (prev_s + sj);
+    const double z = k > 0 ? std::fabs(std::log(static_cast<double>(k) * grid_.step / p0)) : HUGE_VAL;
+    if (z > kFarZ * sd_h) {
+      for (std::size_t t = 0; t < nt; ++t) survive_scratch_[t * m + static_cast<std::size_t>(i)] = 1.0;
+      continue;
+    }
+    double prev = 0.0;
+    for (std::size_t j = 0; j < static_cast<std::size_t>(kSteps); ++j) {
+      const double r = sd[j] > 0.0 ? fc_.survival(z / sd[j]) : (z <= 0.0 ? 1.0 : 0.0);
+      w_reach[j] = std::max(0.0, r - prev);
       prev = std::max(prev, r);
-      prev_s = sj;
     }
     for (std::size_t t = 0; t < nt; ++t) {
+      const double* dt = decay.data() + t * kSteps;
       double alive = 0.0;
-      for (int j = 0; j < kSteps; ++j)
-        alive += w_reach[static_cast<std::size_t>(j)] * std::exp(-s_mid[static_cast<std::size_t>(j)] / (3600.0 * life[t]));
+      for (std::size_t j = 0; j < static_cast<std::size_t>(kSteps); ++j) alive += w_reach[j] * dt[j];
       survive_scratch_[t * m + static_cast<std::size_t>(i)] = prev > 0.0 ? alive / prev : 1.0;
     }
   }
+  survive_key_ = key;
+  survive_valid_ = true;
 }
 
 void Engine::configure_forecast(const ForecastConfig& c) {
