@@ -2,8 +2,9 @@
 // side, the venue mechanics, and the points where the three learners plug in.
 //
 // Thread safety: an Engine is not synchronised. Callers must not mutate it from
-// two threads at once, nor read it while another thread mutates it; the Python
-// layer enforces this with a lock.
+// two threads at once, nor read it while another thread mutates it; forecast()
+// and cascade() also use the engine's scratch buffers, so two of those must not
+// run at once either. The Python layer enforces all of this with a lock.
 #pragma once
 
 #include <array>
