@@ -48,6 +48,13 @@ def scores(seed: int, hours: float = 24.0) -> dict[str, tuple[float, float]]:
     base = hc.evaluate(r.events, **kw).to_dict()
     plain = evaluate_mod.build_engine
 
+    def evaluate_with(builder) -> dict:
+        evaluate_mod.build_engine = builder
+        try:
+            return hc.evaluate(r.events, **kw).to_dict()
+        finally:
+            evaluate_mod.build_engine = plain
+
     def oracle(mix_of) -> dict:
         def with_mix(*args, **kwargs):
             eng = plain(*args, **kwargs)
@@ -57,15 +64,7 @@ def scores(seed: int, hours: float = 24.0) -> dict[str, tuple[float, float]]:
                         eng.set_mix(v, s, mix_of(v, s))
             return eng
 
-        evaluate_mod.build_engine = with_mix
-        try:
-            return hc.evaluate(r.events, **kw).to_dict()
-        finally:
-            evaluate_mod.build_engine = plain
-
-    t0 = int(r.events["ts"][0])
-    oracle_mix = oracle(r.truth.mix)
-    oracle_oi = oracle(lambda v, s: r.truth.open_mix(v, s, at_ts=t0))
+        return evaluate_with(with_mix)
 
     def held_learner(*args, **kwargs):
         if kwargs.get("learn") is True:
@@ -73,11 +72,10 @@ def scores(seed: int, hours: float = 24.0) -> dict[str, tuple[float, float]]:
             kwargs["learner"] = {"prior_min": 1e7, "prior_max": 1e7}
         return plain(*args, **kwargs)
 
-    evaluate_mod.build_engine = held_learner
-    try:
-        held = hc.evaluate(r.events, **kw).to_dict()
-    finally:
-        evaluate_mod.build_engine = plain
+    t0 = int(r.events["ts"][0])
+    oracle_mix = oracle(r.truth.mix)
+    oracle_oi = oracle(lambda v, s: r.truth.open_mix(v, s, at_ts=t0))
+    held = evaluate_with(held_learner)
     return {"learned": (base["loglik_learned"], base["top_decile_precision_learned"]),
             "static": (base["loglik_static"], base["top_decile_precision_static"]),
             "oracle": (oracle_mix["loglik_static"], oracle_mix["top_decile_precision_static"]),

@@ -573,21 +573,17 @@ void Engine::fill_survival(double horizon_s, std::int64_t k_lo, std::int64_t n) 
     return;
   const double sd_h = fc_.sigma(horizon_s);
   if (!(sd_h > 0.0)) return;
+  // Cover the window and any map shift (the map is read at k - shift).
+  survive_k0_ = k_lo - Forecaster::kShiftHalf - 1;
+  survive_n_ = n + 2 * (Forecaster::kShiftHalf + 1);
   // The table depends on nothing else: the summed forecast and each venue's,
   // asked in a row, share it.
   const std::array<double, 6> key = {p0, fc_.variance_rate(), fc_.calibration_observations(), horizon_s,
                                      static_cast<double>(k_lo), static_cast<double>(n)};
-  if (key == survive_key_ && survive_valid_) {
-    survive_k0_ = k_lo - Forecaster::kShiftHalf - 1;
-    survive_n_ = n + 2 * (Forecaster::kShiftHalf + 1);
-    return;
-  }
-  survive_valid_ = false;
+  if (key == survive_key_) return;
+  survive_key_.fill(std::numeric_limits<double>::quiet_NaN());  // invalid until filled below
   const auto& life = learners_.front().lifetimes_h();  // one config for every venue
   const std::size_t nt = life.size();
-  // Cover the window and any map shift (the map is read at k - shift).
-  survive_k0_ = k_lo - Forecaster::kShiftHalf - 1;
-  survive_n_ = n + 2 * (Forecaster::kShiftHalf + 1);
   const auto m = static_cast<std::size_t>(survive_n_);
   if (survive_scratch_.size() < nt * m) survive_scratch_.resize(nt * m);
   std::array<double, kSteps> sd{}, w_reach{};
@@ -623,7 +619,6 @@ void Engine::fill_survival(double horizon_s, std::int64_t k_lo, std::int64_t n) 
     }
   }
   survive_key_ = key;
-  survive_valid_ = true;
 }
 
 void Engine::configure_forecast(const ForecastConfig& c) {

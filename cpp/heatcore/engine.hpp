@@ -235,8 +235,8 @@ class Engine {
   mutable std::vector<double> survive_scratch_;  // [forecast] tiers x survive_n_, grows with the window
   mutable std::int64_t survive_k0_ = 0, survive_n_ = 0;
   mutable std::vector<double> survive_decay_;    // [forecast] tiers x steps, sized once per tier count
-  mutable std::array<double, 6> survive_key_{};  // [forecast] what the table was computed for
-  mutable bool survive_valid_ = false;
+  // [forecast] what the table was computed for (NaN: nothing; NaN never compares equal)
+  mutable std::array<double, 6> survive_key_{std::numeric_limits<double>::quiet_NaN()};
   // ---- cascade ----
   void cascade_on_price(std::size_t slot, std::int64_t ts, double price);
   void cascade_on_liquidation(Side side, double price, double notional, std::int64_t ts, bool learn);
