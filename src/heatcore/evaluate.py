@@ -25,6 +25,22 @@ The window is ``p * (1 -+ window_pct)``, with ``window_pct`` defaulting to
   floor / W`` (``floor = 0.01``, ``W`` bins in the window; a forecast that is
   zero on the whole window counts as uniform; an event outside the window
   scores ``log(floor / W)`` under every model). Mean over events, nats.
+* ``loglik_next_*``: the same events, each under its snapshot's forecast of the
+  next ``every_s`` (the interval the event falls in) instead of the
+  ``horizon_s`` one; same window and floor.
+* ``loglik_horizon_*``: the ``horizon_s`` forecast against the events of its
+  horizon: each liquidation under every snapshot of the top-decile clock
+  (``decile_every_s``) in the ``horizon_s`` before it, same window and floor
+  (an event outside a snapshot's window scores ``log(floor / W)``); mean over
+  (event, snapshot) pairs.
+
+  ``loglik_*`` scores a one-hour forecast by the next minute's events, which
+  sit at the price's front; it rewards mass at the front more than knowing
+  where the hour's liquidations will be. On :mod:`heatcore.sim` a forecast
+  holding the simulator's true open book scores below both engines on it and
+  above them on ``loglik_horizon`` and top-decile precision
+  (``tests/eval_truebook.py``). ``loglik_next`` and ``loglik_horizon`` pair each
+  forecast with the events of the interval it forecasts.
 * ``top_decile_precision_*``: snapshots every ``decile_every_s`` (300 s); each
   liquidation is credited against every snapshot of the ``horizon_s`` before it
   with its notional times the share of its bin in the top 10 % of the window's
@@ -90,11 +106,13 @@ def _window_pct(horizon_s: float) -> float:
 class _Score:
     """Accumulators of one scope (all venues, or one venue)."""
 
-    __slots__ = ("cov_q", "credit", "ll", "n", "pair_q", "pairs_in", "pairs_total")
+    __slots__ = ("cov_q", "credit", "hll", "ll", "n", "nll", "pair_q", "pairs_in", "pairs_total")
 
     def __init__(self) -> None:
         self.n = 0
         self.ll = np.zeros(len(MODELS))
+        self.nll = np.zeros(len(MODELS))  # under the forecast of the next every_s
+        self.hll = np.zeros(len(MODELS))
         self.credit = np.zeros(len(MODELS))
         self.pair_q = 0.0
         self.pairs_in = 0
@@ -167,12 +185,14 @@ class EvaluationReport:
             f"+-{100 * self.window_pct:.3g} % of price; snapshots every {self.every_s:g} s "
             f"(top decile: every {self.decile_every_s:g} s); OI: {self.oi_proxy.describe()}.",
             "",
-            "| forecast | log-lik (nats/event) | top-decile precision |",
-            "|---|---:|---:|",
+            f"| forecast | log-lik (nats/event) | log-lik, next {self.every_s:g} s | "
+            f"log-lik, horizon pairs | top-decile precision |",
+            "|---|---:|---:|---:|---:|",
         ]
         for m in MODELS:
-            ll, top = o[f"loglik_{m}"], o[f"top_decile_precision_{m}"]
-            lines.append(f"| {m} | {_fmt(ll)} | {_fmt(top)} |")
+            cells = [o[f"{k}_{m}"] for k in ("loglik", "loglik_next", "loglik_horizon",
+                                              "top_decile_precision")]
+            lines.append(f"| {m} | " + " | ".join(_fmt(x) for x in cells) + " |")
         brier = ("n/a (no resolved cascade forecast)" if o.get("cascade_brier") is None
                  else f"{_fmt(o['cascade_brier'])} learned / {_fmt(o.get('cascade_brier_static'))} static / "
                       f"{_fmt(o['cascade_brier_climatology'])} climatology over "
@@ -229,6 +249,10 @@ def _scores_dict(s: _Score, unexplained: float | None) -> dict[str, Any]:
         d[f"loglik_{m}"] = float(s.ll[i] / s.n) if s.n else None
     for i, m in enumerate(MODELS):
         d[f"top_decile_precision_{m}"] = float(s.credit[i] / s.pair_q) if s.pair_q > 0 else None
+    for i, m in enumerate(MODELS):
+        d[f"loglik_next_{m}"] = float(s.nll[i] / s.n) if s.n else None
+    for i, m in enumerate(MODELS):
+        d[f"loglik_horizon_{m}"] = float(s.hll[i] / s.pairs_total) if s.pairs_total else None
     d["cascade_brier"] = None  # overall only: filled by evaluate() from the cascade forecasts
     d["cascade_brier_climatology"] = None
     d["unexplained_rate"] = unexplained
@@ -258,9 +282,10 @@ def evaluate(events: np.ndarray, symbol: str = "BTCUSDT", step: float | None = N
     horizon_s : float
         Forecast horizon.
     every_s : float
-        Cadence of the snapshots that log-likelihood is scored against.
+        Cadence of the snapshots that log-likelihood is scored against (and the
+        horizon of the forecast ``loglik_next`` scores).
     decile_every_s : float
-        Cadence of the snapshots of the top-decile precision.
+        Cadence of the snapshots of the top-decile precision and of ``loglik_horizon``.
     window_pct : float, optional
         Half-width of the scoring window as a fraction of price.
     floor : float
@@ -335,11 +360,15 @@ def evaluate(events: np.ndarray, symbol: str = "BTCUSDT", step: float | None = N
                                    run.liq_vrow, scores, scored_venues, tl, liq_ts, bucket_ms)
                 if event_ll is not None:
                     event_ll[:, lo:hi] = ll
+                # The same events under the forecast of the interval they fall in.
+                nxt = run.forecasts(every_ms / 1000.0, k_lo, w)
+                _score_loglik(nxt, slice(lo, hi), k_lo, w, run.floor, run.liq_k, run.liq_side,
+                              run.liq_vrow, scores, scored_venues, None, liq_ts, bucket_ms, attr="nll")
         if b in is_dec:
             lo = np.searchsorted(liq_ts, b, side="left")
             hi = np.searchsorted(liq_ts, b + h_ms, side="left")
             if hi > lo:
-                _score_decile(fc, slice(lo, hi), k_lo, w, run.liq_k, run.liq_side, run.liq_vrow,
+                _score_decile(fc, slice(lo, hi), k_lo, w, run.floor, run.liq_k, run.liq_side, run.liq_vrow,
                               run.liq_q, scores, scored_venues)
     run.finish()
     bar.close()
@@ -517,10 +546,14 @@ class _Run:
                 continue
             k_lo = max(math.floor(anchor * (1 - self.wpct) / self.step), 1)
             w = math.ceil(anchor * (1 + self.wpct) / self.step) - k_lo + 1
-            f_l, reach = _forecast(self.learned, self.slots, self.horizon_s, k_lo, w)
-            f_s, _ = _forecast(self.static, self.slots, self.horizon_s, k_lo, w)
-            fc = np.stack([f_l, f_s, np.broadcast_to(reach, f_l.shape), np.ones_like(f_l)])
-            yield b, k_lo, w, fc
+            yield b, k_lo, w, self.forecasts(self.horizon_s, k_lo, w)
+
+    def forecasts(self, horizon_s: float, k_lo: int, w: int) -> np.ndarray:
+        """The four forecasts ``(model, slot row, side, bin)`` of the engines' current
+        state over ``horizon_s`` on bins ``k_lo .. k_lo+w-1``."""
+        f_l, reach = _forecast(self.learned, self.slots, horizon_s, k_lo, w)
+        f_s, _ = _forecast(self.static, self.slots, horizon_s, k_lo, w)
+        return np.stack([f_l, f_s, np.broadcast_to(reach, f_l.shape), np.ones_like(f_l)])
 
     def _ingest(self, chunk: np.ndarray) -> None:
         # The engines are independent and ingest releases the GIL: large chunks
@@ -585,8 +618,8 @@ def _forecast(eng: Engine, slots: list[int], horizon_s: float, k_lo: int, w: int
 
 def _score_loglik(fc: np.ndarray, sel: slice, k_lo: int, w: int, floor: float, liq_k: np.ndarray,
                   liq_side: np.ndarray, liq_vrow: np.ndarray, scores: dict[str, _Score],
-                  venues: list[str], tl: dict[int, np.ndarray], liq_ts: np.ndarray,
-                  bucket_ms: int) -> np.ndarray:
+                  venues: list[str], tl: dict[int, np.ndarray] | None, liq_ts: np.ndarray,
+                  bucket_ms: int, attr: str = "ll") -> np.ndarray:
     z = fc.sum(axis=-1)  # (model, row, side)
     out = np.zeros((fc.shape[0], sel.stop - sel.start))
     b = liq_k[sel] - k_lo
@@ -606,10 +639,13 @@ def _score_loglik(fc: np.ndarray, sel: slice, k_lo: int, w: int, floor: float, l
         p = np.where(inside[m], (1 - floor) * shape + floor / w, floor / w)
         ll = np.log(p)
         sc = scores[key]
-        sc.n += int(m.sum())
-        sc.ll += ll.sum(axis=1)
+        if attr == "ll":
+            sc.n += int(m.sum())
+        getattr(sc, attr)[:] += ll.sum(axis=1)
         if row == 0:
             out = ll
+            if tl is None:
+                continue
             buckets = liq_ts[sel] // bucket_ms
             for bk in np.unique(buckets):
                 g = ll[:3, buckets == bk] - ll[3:4, buckets == bk]
@@ -617,10 +653,12 @@ def _score_loglik(fc: np.ndarray, sel: slice, k_lo: int, w: int, floor: float, l
     return out
 
 
-def _score_decile(fc: np.ndarray, sel: slice, k_lo: int, w: int, liq_k: np.ndarray,
+def _score_decile(fc: np.ndarray, sel: slice, k_lo: int, w: int, floor: float, liq_k: np.ndarray,
                   liq_side: np.ndarray, liq_vrow: np.ndarray, liq_q: np.ndarray,
                   scores: dict[str, _Score], venues: list[str]) -> None:
     share = _top_share(fc)  # (model, row, side, bin)
+    z = fc.sum(axis=-1, keepdims=True)
+    logp = np.log((1 - floor) * np.where(z > 0, fc / np.where(z > 0, z, 1.0), 1.0 / w) + floor / w)
     b = liq_k[sel] - k_lo
     inside = (b >= 0) & (b < w)
     bi = np.clip(b, 0, w - 1)
@@ -633,6 +671,7 @@ def _score_decile(fc: np.ndarray, sel: slice, k_lo: int, w: int, liq_k: np.ndarr
         sc = scores[key]
         sc.pairs_total += int(m.sum())
         mi = m & inside
+        sc.hll += logp[:, row, side[mi], bi[mi]].sum(axis=1) + math.log(floor / w) * int((m & ~inside).sum())
         sc.pairs_in += int(mi.sum())
         if not mi.any():
             continue
