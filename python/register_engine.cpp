@@ -131,6 +131,19 @@ void register_engine(py::module_& m) {
              return py::make_tuple(g.k0, g.n, lo, sh, price);
            },
            "slot"_a = -1)
+      .def("open_book_arrays",
+           // Engine.open_book(): like map_arrays, from the book the forecast reads.
+           [](const hc::Engine& e, int slot) {
+             if (slot >= 0) checked_slot(e, slot);
+             const auto& g = e.grid();
+             const auto n = static_cast<py::ssize_t>(g.n);
+             py::array_t<double> lo(n), sh(n);
+             if (n > 0) e.open_book(slot, lo.mutable_data(), sh.mutable_data());
+             const double price = slot >= 0 ? e.venue(static_cast<std::size_t>(slot)).stats.last_price
+                                            : e.reference_price();
+             return py::make_tuple(g.k0, g.n, lo, sh, price);
+           },
+           "slot"_a = -1)
       .def("set_mix",
            [](hc::Engine& e, int slot, int side, const std::vector<double>& w) {
              e.set_mix(checked_slot(e, slot), to_side(side), w);

@@ -208,35 +208,33 @@ def test_closing_hazard_discounts_the_generated_book_with_distance() -> None:
     assert np.array_equal(s_on.long, s_off.long) and np.array_equal(s_on.short, s_off.short)
 
 
-def _map_part(eng: hc.Engine, venue: str, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(prices, usd)``: the map part H of a venue side's forecast alone, reached
-    everywhere (an engine configured with a = 1 fixed, no continuation or
-    background, no closing discount, read at a horizon of years)."""
-    f = eng.forecast(1e8, venue=venue)
-    return f.prices, (f.long if side == 1 else f.short)
-
-
 def test_generated_book_is_closer_to_the_true_open_book() -> None:
-    """The learned forecast's H (the open book the Leverage Learner's model
-    generates) against the simulator's true open book: the notional of the open
-    legs by trigger level, within 5 % beyond price, per venue side after 24 h,
-    against the static engine's exposure book (prior mix, "all open interest as if
-    at tier t"). Measured, seed 1: shape TV 0.05-0.17 vs 0.20-0.33, better on 8 of
-    8 sides (seed 2: 6 of 8, mean 0.075 vs 0.131); the generated totals are
-    0.4-0.9x the truth, the exposure book's 0.5-6.9x."""
+    """Engine.open_book() (what the learned forecast reads as H: the open book the
+    Leverage Learner's model generates) against the simulator's true open book:
+    the notional of the open legs by trigger level, within 5 % beyond price, per
+    venue side after 24 h, against the static engine's book (its exposure map:
+    prior mix, "all open interest as if at tier t"). Measured, seed 1: shape TV
+    0.05-0.17 vs 0.20-0.33, better on 8 of 8 sides (seed 2: 6 of 8, mean 0.075 vs
+    0.131); the generated totals are 0.4-0.9x the truth, the exposure map's
+    0.5-6.9x."""
     from heatcore.sim import simulate
     from heatcore.venues import venue_id
 
     venues = ("binance", "bybit", "okx", "hyperliquid")
     r = simulate(hours=24, seed=1, venues=venues, keep_positions=True)
-    cfg = dict(learn=False, reach_prior=1.0, cont_prior=1e-12, background_prior=1e-12,
-               closing_hazard=False, generative_map=True)
     engs = {}
     for learn in (True, False):
         e = hc.Engine(r.symbol, r.step, venues=r.venues, learn=learn)
-        e.configure_forecast(**cfg)
         e.ingest(r.events)
         engs[learn] = e
+    # Without a fitted learner the open book is the exposure map.
+    static_book, static_map = engs[False].open_book(), engs[False].heatmap()
+    assert np.array_equal(static_book.long, static_map.long)
+    assert np.array_equal(static_book.short, static_map.short)
+    learned_all = engs[True].open_book()
+    per_venue = sum(engs[True].open_book(v).long for v in venues)
+    assert np.allclose(learned_all.long, per_venue, rtol=1e-12, atol=1e-6)
+    assert not np.allclose(learned_all.long, engs[True].heatmap().long)
     t_ms = int(r.events["ts"][-1])
     p = float(engs[True].forecast_state()["anchor_price"])
     edges = np.array([0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0])
@@ -250,8 +248,9 @@ def test_generated_book_is_closer_to_the_true_open_book() -> None:
             truth = np.histogram(d, edges, weights=legs["qty"] * legs["liq_price"])[0]
             assert truth.sum() > 0
             for learn, e in engs.items():
-                prices, usd = _map_part(e, v, side)
-                h = np.histogram((prices / p - 1) * 100 * -side, edges, weights=usd)[0]
+                book = e.open_book(v)
+                usd = book.long if side == 1 else book.short
+                h = np.histogram((book.prices / p - 1) * 100 * -side, edges, weights=usd)[0]
                 assert h.sum() > 0
                 tv[learn].append(0.5 * np.abs(h / h.sum() - truth / truth.sum()).sum())
     better = sum(a < b for a, b in zip(tv[True], tv[False], strict=True))

@@ -659,6 +659,22 @@ void Engine::heatmap(int slot, double* long_out, double* short_out) const {
   }
 }
 
+void Engine::open_book(int slot, double* long_out, double* short_out) const {
+  const auto n = static_cast<std::size_t>(grid_.n);
+  std::fill_n(long_out, n, 0.0);
+  std::fill_n(short_out, n, 0.0);
+  const std::size_t v0 = slot < 0 ? 0 : static_cast<std::size_t>(slot);
+  const std::size_t v1 = slot < 0 ? venues_.size() : v0 + 1;
+  if (v1 > venues_.size()) throw std::out_of_range("venue slot out of range");
+  for (std::size_t v = v0; v < v1; ++v) {
+    double* outs[2] = {long_out, short_out};
+    for (int si = 0; si < 2; ++si) {
+      const double* m = forecast_map(v, si);  // valid until the next call
+      for (std::size_t i = 0; i < n; ++i) outs[si][i] += m[i];
+    }
+  }
+}
+
 // ---- cascade (cascade.hpp) -------------------------------------------------------
 
 int Engine::cascade_clusters(Side side, double origin, Cluster* out, int max_out) const {

@@ -115,6 +115,10 @@ class Engine {
   // Map of one venue into `long_out`/`short_out` (size grid().n), or the sum over
   // venues when slot < 0.
   void heatmap(int slot, double* long_out, double* short_out) const;
+  // The open book the horizon forecast reads (forecast_map, undiscounted), laid out
+  // like heatmap(): where the Leverage Learner has fitted the venue side, the book
+  // its model generates; elsewhere the map itself.
+  void open_book(int slot, double* long_out, double* short_out) const;
 
   // [calibrator] begin
   const Calibrator& calibrator() const noexcept { return calib_; }

@@ -535,6 +535,39 @@ void test_generative_map() {
   for (double v : out) CHECK(std::isfinite(v) && v >= 0.0);
 }
 
+// Engine::open_book: the exposure map where no learner has fitted (learn off), a
+// different, finite book where it has; the sum over venues is the sum of each.
+void test_open_book() {
+  const auto evs = stream(7, 6000);
+  for (bool learn : {false, true}) {
+    hc::Engine e(make_config(learn));
+    e.ingest(evs.data(), evs.size());
+    const auto n = static_cast<std::size_t>(e.grid().n);
+    std::vector<double> l(n), s(n), l0(n), s0(n), l1(n), s1(n);
+    e.open_book(-1, l.data(), s.data());
+    e.open_book(0, l0.data(), s0.data());
+    e.open_book(1, l1.data(), s1.data());
+    const auto map_l = map_of(e, -1, 0);
+    bool same = true;
+    double tot = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+      CHECK(std::isfinite(l[i]) && l[i] >= 0.0 && std::isfinite(s[i]) && s[i] >= 0.0);
+      CHECK(std::fabs(l[i] - l0[i] - l1[i]) <= 1e-9 * (1.0 + l[i]));
+      same = same && l[i] == map_l[i];
+      tot += l[i] + s[i];
+    }
+    CHECK(tot > 0.0);
+    CHECK(same == !learn);
+    bool threw = false;
+    try {
+      e.open_book(static_cast<int>(e.venue_count()), l.data(), s.data());
+    } catch (const std::out_of_range&) {
+      threw = true;
+    }
+    CHECK(threw);
+  }
+}
+
 int main() {
   test_crc();
   test_writer_reader();
@@ -547,6 +580,7 @@ int main() {
   test_cascade();
   test_generative_map();
   test_cascade_vol_clock();
+  test_open_book();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

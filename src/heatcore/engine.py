@@ -611,6 +611,25 @@ class Engine:
             k0, n, lo, sh, price = self._core.map_arrays(slot)
         return HeatMap(self._bin_prices(k0, n), lo, sh, venue, price)
 
+    def open_book(self, venue: str | None = None) -> HeatMap:
+        """The open book the horizon forecast reads, of one venue or summed over venues.
+
+        Where the Leverage Learner has fitted a venue side, this is the book its
+        model generates: each tier's openings since the first OI reading at the
+        fitted opening rate, aged by the tier's closing hazard and crossed by
+        price, plus the book older than that reading. :meth:`heatmap` reads the
+        exposure book, whose rows keep all open interest as if at each tier, so
+        old high-leverage entries stay near price until price crosses them; on
+        :mod:`heatcore.sim` this book is much closer to the true open book (see
+        the README). Elsewhere (``learn=False``, a frozen venue, before the
+        learner's first fit, or the forecast's ``generative_map`` off) it equals
+        :meth:`heatmap`. USD at each trigger level, like :meth:`heatmap`.
+        """
+        slot = -1 if venue is None else self._slot_of(venue)
+        with self._lock:
+            k0, n, lo, sh, price = self._core.open_book_arrays(slot)
+        return HeatMap(self._bin_prices(k0, n), lo, sh, venue, price)
+
     def _bin_prices(self, k0: int, n: int) -> np.ndarray:
         """Bin centres of the grid, shared read-only between maps until the grid grows."""
         cached = self._prices_cache
