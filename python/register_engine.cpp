@@ -32,6 +32,20 @@ py::dict counts_dict(const hc::IngestCounts& c) {
                   "rejected"_a = c.rejected_total(), "reasons"_a = rejected);
 }
 
+// (grid k0, grid n, long, short, price) for Engine.heatmap() and Engine.open_book():
+// both sides copied (the books' buffers move when the grid grows) and the price
+// the map stands at. `fill` is Engine::heatmap or Engine::open_book.
+template <class Fill>
+py::tuple map_tuple(const hc::Engine& e, int slot, Fill fill) {
+  if (slot >= 0) checked_slot(e, slot);
+  const auto& g = e.grid();
+  const auto n = static_cast<py::ssize_t>(g.n);
+  py::array_t<double> lo(n), sh(n);
+  if (n > 0) (e.*fill)(slot, lo.mutable_data(), sh.mutable_data());
+  const double price = slot >= 0 ? e.venue(static_cast<std::size_t>(slot)).stats.last_price : e.reference_price();
+  return py::make_tuple(g.k0, g.n, lo, sh, price);
+}
+
 }  // namespace
 
 void register_engine(py::module_& m) {
@@ -117,33 +131,10 @@ void register_engine(py::module_& m) {
              return py::make_tuple(prices, lo, sh);
            },
            "slot"_a = -1)
-      .def("map_arrays",
-           // One call for Engine.heatmap(): the grid, both sides (copied: the book's
-           // buffers move when the grid grows) and the price the map stands at.
-           [](const hc::Engine& e, int slot) {
-             if (slot >= 0) checked_slot(e, slot);
-             const auto& g = e.grid();
-             const auto n = static_cast<py::ssize_t>(g.n);
-             py::array_t<double> lo(n), sh(n);
-             if (n > 0) e.heatmap(slot, lo.mutable_data(), sh.mutable_data());
-             const double price = slot >= 0 ? e.venue(static_cast<std::size_t>(slot)).stats.last_price
-                                            : e.reference_price();
-             return py::make_tuple(g.k0, g.n, lo, sh, price);
-           },
+      .def("map_arrays", [](const hc::Engine& e, int slot) { return map_tuple(e, slot, &hc::Engine::heatmap); },
            "slot"_a = -1)
       .def("open_book_arrays",
-           // Engine.open_book(): like map_arrays, from the book the forecast reads.
-           [](const hc::Engine& e, int slot) {
-             if (slot >= 0) checked_slot(e, slot);
-             const auto& g = e.grid();
-             const auto n = static_cast<py::ssize_t>(g.n);
-             py::array_t<double> lo(n), sh(n);
-             if (n > 0) e.open_book(slot, lo.mutable_data(), sh.mutable_data());
-             const double price = slot >= 0 ? e.venue(static_cast<std::size_t>(slot)).stats.last_price
-                                            : e.reference_price();
-             return py::make_tuple(g.k0, g.n, lo, sh, price);
-           },
-           "slot"_a = -1)
+           [](const hc::Engine& e, int slot) { return map_tuple(e, slot, &hc::Engine::open_book); }, "slot"_a = -1)
       .def("set_mix",
            [](hc::Engine& e, int slot, int side, const std::vector<double>& w) {
              e.set_mix(checked_slot(e, slot), to_side(side), w);
