@@ -214,9 +214,9 @@ def test_generated_book_is_closer_to_the_true_open_book() -> None:
     the notional of the open legs by trigger level, within 5 % beyond price, per
     venue side after 24 h, against the static engine's book (its exposure map:
     prior mix, "all open interest as if at tier t"). Measured, seed 1: shape TV
-    0.05-0.17 vs 0.20-0.33, better on 8 of 8 sides (seed 2: 6 of 8, mean 0.075 vs
-    0.131); the generated totals are 0.4-0.9x the truth, the exposure map's
-    0.5-6.9x."""
+    0.05-0.16 (mean 0.112) vs 0.20-0.32 (mean 0.251), better on 8 of 8 sides
+    (seed 2: 6 of 8, mean 0.068 vs 0.131); the generated totals are 0.44-0.95x the
+    truth (seed 2: 0.31-1.12x), the exposure map's 0.55-7.4x (seed 2: 1.4-10x)."""
     from heatcore.sim import simulate
     from heatcore.venues import venue_id
 

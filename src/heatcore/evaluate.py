@@ -37,8 +37,8 @@ The window is ``p * (1 -+ window_pct)``, with ``window_pct`` defaulting to
   ``loglik_*`` scores a one-hour forecast by the next minute's events, which
   sit at the price's front; it rewards mass at the front more than knowing
   where the hour's liquidations will be. On :mod:`heatcore.sim` a forecast
-  holding the simulator's true open book scores below both engines on it and
-  above them on ``loglik_horizon`` and top-decile precision
+  holding the simulator's true open book scores below both engines on it on
+  every seed and above them on top-decile precision
   (``tests/eval_truebook.py``). ``loglik_next`` and ``loglik_horizon`` pair each
   forecast with the events of the interval it forecasts.
 * ``top_decile_precision_*``: snapshots every ``decile_every_s`` (300 s); each
@@ -620,6 +620,8 @@ def _score_loglik(fc: np.ndarray, sel: slice, k_lo: int, w: int, floor: float, l
                   liq_side: np.ndarray, liq_vrow: np.ndarray, scores: dict[str, _Score],
                   venues: list[str], tl: dict[int, np.ndarray] | None, liq_ts: np.ndarray,
                   bucket_ms: int, attr: str = "ll") -> np.ndarray:
+    # attr: the accumulator of _Score to add to ("ll" or "nll"); the "ll" call also
+    # counts the events, and only it feeds the timeline (tl).
     z = fc.sum(axis=-1)  # (model, row, side)
     out = np.zeros((fc.shape[0], sel.stop - sel.start))
     b = liq_k[sel] - k_lo
