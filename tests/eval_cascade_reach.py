@@ -23,10 +23,10 @@ both engines lose on both scores on every seed measured.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
+from diag_cli import seeds_table
 
 import heatcore as hc
 from heatcore.sim import simulate
@@ -83,17 +83,8 @@ def scores(seed: int, hours: float = 24.0) -> dict[str, tuple[float, float, floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--hours", type=float, default=24.0)
-    a = p.parse_args(argv)
-    print("| seed | reach | learned log-lik | learned top-decile | static log-lik | static top-decile |")
-    print("|---|---|---:|---:|---:|---:|")
-    for seed in a.seeds:
-        for name, v in scores(seed, a.hours).items():
-            print(f"| {seed} | {name} | " + " | ".join(f"{x:.3f}" for x in v) + " |")
-    return 0
-
+    return seeds_table(__doc__, argv, ("reach", "learned log-lik", "learned top-decile",
+                                       "static log-lik", "static top-decile"), scores)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,8 +29,9 @@ not either.
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from diag_cli import seeds_table
 
 import heatcore as hc
 from heatcore.sim import simulate
@@ -84,17 +85,8 @@ def scores(seed: int, hours: float = 24.0) -> dict[str, tuple[float, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--hours", type=float, default=24.0)
-    a = p.parse_args(argv)
-    print("| seed | engine | log-lik (nats/event) | top-decile precision |")
-    print("|---|---|---:|---:|")
-    for seed in a.seeds:
-        for name, (ll, td) in scores(seed, a.hours).items():
-            print(f"| {seed} | {name} | {ll:.3f} | {td:.3f} |")
-    return 0
-
+    return seeds_table(__doc__, argv, ("engine", "log-lik (nats/event)", "top-decile precision"),
+                       scores)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,11 +29,11 @@ over knowing the book; it is not a proper score for the hour's forecast.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
 import numpy as np
+from diag_cli import seeds_table
 
 import heatcore as hc
 from heatcore.sim import simulate
@@ -116,17 +116,9 @@ def scores(seed: int, hours: float = 24.0) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--hours", type=float, default=24.0)
-    a = p.parse_args(argv)
-    print("| seed | forecast | " + " | ".join(KEYS) + " |")
-    print("|---|---|" + "---:|" * len(KEYS))
-    for seed in a.seeds:
-        for row, d in scores(seed, a.hours).items():
-            print(f"| {seed} | {row} | " + " | ".join(f"{d[k]:.3f}" for k in KEYS) + " |")
-    return 0
-
+    return seeds_table(__doc__, argv, ("forecast", *KEYS),
+                       lambda seed, hours: {row: [d[k] for k in KEYS]
+                                            for row, d in scores(seed, hours).items()})
 
 if __name__ == "__main__":
     sys.exit(main())
